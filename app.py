@@ -1,0 +1,8 @@
+"""`python app.py` starts the studio; same as `dgx-pixels serve` (flags pass through)."""
+
+import sys
+
+from studio.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,0 +1,280 @@
+"""`dgx-pixels`: the studio from the shell. Each command is a thin wrapper over the same core call the UI makes.
+
+Heavy imports (torch, diffusers, gradio) happen inside the commands that need them, so `--help`, `config`,
+`info` and `pixelate` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 32x32, got {text!r}") from None
+    return w, h
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    from studio.settings import load_settings
+
+    return load_settings(Path(args.config) if args.config else None, **overrides)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(_settings(args).describe(), indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from studio.server import serve
+
+    settings = _settings(args, host=args.host, port=args.port, lan=True if args.lan else None)
+    return serve(settings)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from studio.registry import HashCache, Registry
+
+    s = _settings(args)
+    reg = Registry(s.models_dir, HashCache(s.data_dir / "hashes.json"))
+    models = [
+        {"name": m.name, "kind": m.kind, "demo": m.demo, "path": str(m.path),
+         "hash": reg.hashes.short_hash(m.path) if m.kind == "single_file" else None}
+        for m in reg.checkpoints()
+    ]
+    loras = [
+        {"name": lo.name, "path": str(lo.path), "hash": reg.hashes.short_hash(lo.path), "trigger_words": lo.trigger_words}
+        for lo in reg.loras()
+    ]
+    if args.json:
+        print(json.dumps({"checkpoints": models, "loras": loras}, indent=2))
+        return 0
+    print(f"checkpoints in {reg.checkpoints_dir}:")
+    for m in models or [{"name": "(none: the studio will build the demo model)", "kind": "", "demo": False}]:
+        print(f"  {m['name']:32} {m['kind']:12} {'DEMO (noise)' if m['demo'] else ''}")
+    print(f"LoRAs in {reg.loras_dir}:")
+    for lo in loras or [{"name": "(none)", "hash": "", "trigger_words": []}]:
+        print(f"  {lo['name']:32} {lo['hash'] or '':12} {', '.join(lo['trigger_words'])}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from studio.metadata import MetadataError, read_metadata
+
+    try:
+        meta = read_metadata(args.image)
+    except MetadataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if meta.get("parameters"):
+        print(meta["parameters"])
+        print()
+    extra = {k: v for k, v in meta.items() if k != "parameters"}
+    print(json.dumps(extra, indent=2) if extra else "(no DGX-Pixels settings in this PNG)")
+    return 0
+
+
+def _pixel_params(args: argparse.Namespace):
+    from pipelines.pixel import PixelParams
+
+    colors = None if args.colors in (None, "auto") else int(args.colors)
+    return PixelParams(
+        size=args.size,
+        size_mode="exact" if getattr(args, "exact_size", False) else "hint",
+        colors=colors,
+        palette=args.palette,
+        background=args.background,
+        outline=args.outline,
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from tqdm import tqdm
+
+    from studio.core import JobFailed, Studio
+    from studio.files import save_png
+    from studio.params import GenerateParams, LoraRef
+    from studio.store import StoreLockedError
+
+    try:
+        w, h = args.render_size or (None, None)
+        params = GenerateParams(
+            prompt=args.prompt,
+            negative=args.negative,
+            model=args.model,
+            loras=tuple(LoraRef.parse(x) for x in args.lora),
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            width=w,
+            height=h,
+            count=args.count,
+            pixel=None if args.raw else _pixel_params(args),
+        )
+        studio = Studio(_settings(args))
+    except (ValueError, StoreLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with studio:
+        try:
+            job = studio.submit_generate(params, source="cli")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            with tqdm(total=params.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
+                while not job.finished.wait(0.1):
+                    bar.total = job.total or bar.total
+                    bar.n = job.step
+                    bar.refresh()
+                bar.n = job.step
+                bar.refresh()
+        except KeyboardInterrupt:
+            studio.queue.cancel(job.id)
+            studio.queue.wait(job, 30)
+            print("cancelled", file=sys.stderr)
+            return 130
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        out = Path(args.out)
+        from PIL import Image
+
+        for i, im in enumerate(result.images):
+            dst = out / f"{args.name or 'sprite'}-{im.seed}.png"
+            with Image.open(im.path) as src:
+                src.load()
+                save_png(src, dst, _copy_info(src))
+            print(dst)
+            del i
+    return 0
+
+
+def _copy_info(image):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in (getattr(image, "text", None) or {}).items():
+        info.add_text(k, v)
+    return info
+
+
+def cmd_pixelate(args: argparse.Namespace) -> int:
+    from pipelines.pixel import pixelate_file, pixelate_folder
+
+    try:
+        params = _pixel_params(args)
+        src, dst = Path(args.input), Path(args.output)
+        if src.is_dir():
+            from tqdm import tqdm
+
+            bar = tqdm(unit="img", disable=args.quiet, file=sys.stderr)
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            results = pixelate_folder(src, dst, params, shared_palette=args.shared_palette,
+                                      preview_scale=args.preview_scale, progress=progress)
+            bar.close()
+            print(f"{len(results)} sprite(s) written to {dst}")
+        else:
+            res = pixelate_file(src, dst, params, preview_scale=args.preview_scale)
+            w, h = res.image.size
+            print(f"{dst}: {w}x{h}, {len(res.palette)} colours, cell {res.cell[0]:.2f}x{res.cell[1]:.2f} px")
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_pixel_flags(p: argparse.ArgumentParser, size_flag: str = "--size") -> None:
+    p.add_argument(size_flag, dest="size", type=_size,
+                   help="target sprite size WxH (a hint; --exact-size makes it binding)")
+    p.add_argument("--exact-size", action="store_true", help="force the sprite to exactly --size")
+    p.add_argument("--colors", default=None, help="palette size N, or 'auto'")
+    p.add_argument("--palette", help="named palette (pico-8, gameboy, endesga-32, ...) or a .hex/.gpl/.pal file")
+    p.add_argument("--background", default="auto", help="auto | keep | #rrggbb (made transparent)")
+    p.add_argument("--outline", help="add a 1-px outline in this colour (#rrggbb)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgx-pixels", description="DGX-Pixels Studio: pixel-art sprites from SDXL.")
+    parser.add_argument("--config", help="path to studio.toml (default: ./studio.toml or $DGXP_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start the web studio (same as python app.py)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--lan", action="store_true", help="listen on all interfaces (needs a password)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("generate", help="prompt -> sprite PNGs")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="")
+    p.add_argument("--model")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--size", dest="render_size", type=_size,
+                   help="SDXL render size WxH (default: the model's native size)")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--raw", action="store_true", help="keep the raw render (no pixel clean-up)")
+    p.add_argument("--name", help="file name stem (default: sprite)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    _add_pixel_flags(p, "--sprite-size")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("pixelate", help="clean up any image (or a folder) into an exact sprite")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--preview-scale", type=int, help="also write a nearest-neighbour preview enlarged K times")
+    p.add_argument("--shared-palette", action="store_true", help="folders: one palette for every image")
+    p.add_argument("--quiet", action="store_true")
+    _add_pixel_flags(p)
+    p.set_defaults(func=cmd_pixelate)
+
+    p = sub.add_parser("models", help="list checkpoints and LoRAs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("info", help="print the generation settings stored in a PNG")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("config", help="print the effective settings")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # settings errors and the like: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

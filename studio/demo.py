@@ -1,0 +1,138 @@
+"""The tiny demo model: a real SDXL pipeline, ~11 MB, random weights, built offline.
+
+It exists so the studio runs end to end on a box with no SDXL weights (and so tests exercise the real
+diffusers classes instead of mocks). Its images are noise. The build is deterministic: the same code on any
+machine gives the same weights, so the same seed gives the same picture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_UNET = dict(
+    block_out_channels=(32, 64),
+    layers_per_block=2,
+    sample_size=32,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    transformer_layers_per_block=(1, 2),
+    projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + text_encoder_2 projection_dim 32
+    cross_attention_dim=80,  # 32 + 48 hidden states of the two text encoders
+    norm_num_groups=32,
+)
+TINY_VAE = dict(
+    block_out_channels=[32, 64],
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    latent_channels=4,
+    sample_size=128,
+)
+TINY_CLIP = dict(
+    hidden_size=32,
+    intermediate_size=37,
+    num_attention_heads=4,
+    num_hidden_layers=5,
+    projection_dim=32,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    layer_norm_eps=1e-5,
+)
+# text_encoder_2 is wider than text_encoder, as in real SDXL (768 vs 1280): single-file loading tells the two
+# apart by that width, so equal widths would load encoder 1's weights into encoder 2.
+TINY_CLIP_2 = {**TINY_CLIP, "hidden_size": 48}
+SDXL_SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    steps_offset=1,
+    timestep_spacing="leading",
+    prediction_type="epsilon",
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table, so a byte vocab can encode any text."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def byte_level_vocab() -> dict[str, int]:
+    """256 byte characters, the same with `</w>`, then the two specials; end-of-text is the highest id
+    because CLIP pools its sentence embedding at the end-of-text position."""
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab
+
+
+def build_tiny_pipeline(seed: int = 0):
+    """Construct the tiny SDXL pipeline in memory (float32, CPU)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab = byte_level_vocab()
+    ids = dict(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"])
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_UNET)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(**TINY_VAE)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_CLIP, **ids))
+    torch.manual_seed(seed + 3)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP_2, **ids))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    tokenizer_2 = CLIPTokenizer(vocab=dict(vocab), merges=[], model_max_length=77)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
+    )
+
+
+def ensure_demo_model(folder: Path) -> Path:
+    """Build and save the demo model once; later starts load it from disk like any other checkpoint."""
+    marker = folder / "model_index.json"
+    if marker.is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    pipe = build_tiny_pipeline()
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "DEMO.json").write_text(
+        json.dumps({"demo": True, "note": "random weights: output is noise"}, indent=2), encoding="utf-8"
+    )
+    tmp.replace(folder)  # a half-written model is never mistaken for a good one
+    return folder

@@ -1,0 +1,188 @@
+"""What models are on disk: SDXL checkpoints (diffusers folders or single `.safetensors` files) and LoRAs.
+
+Scanning only reads safetensors headers (names, shapes, `__metadata__`), never the weights, so a folder of
+7 GB checkpoints lists instantly. Short sha256 hashes (A1111's 10-hex "AutoV2" form) are cached by path, size
+and mtime, so a file is hashed once, not at every start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.files import atomic_write_bytes
+
+TINY_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+class ModelError(ValueError):
+    """A model or LoRA is missing, unreadable, or does not fit; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    kind: str  # "diffusers" | "single_file"
+    demo: bool = False
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class LoraEntry:
+    name: str
+    path: Path
+    size_bytes: int
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def trigger_words(self) -> list[str]:
+        md = self.metadata
+        for key in ("dgxp.trigger_word", "trigger_word", "ss_trigger_word"):
+            if md.get(key):
+                return [w.strip() for w in str(md[key]).split(",") if w.strip()]
+        freq = md.get("ss_tag_frequency")
+        if freq:
+            try:
+                tags: dict[str, int] = {}
+                for folder in json.loads(freq).values():
+                    for tag, n in folder.items():
+                        tags[tag.strip()] = tags.get(tag.strip(), 0) + n
+                return [t for t, _ in sorted(tags.items(), key=lambda kv: -kv[1])[:3]]
+            except (ValueError, AttributeError):
+                return []
+        return []
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file: tensor names -> dtype/shape, plus `__metadata__`.
+
+    Reading it ourselves (8-byte length + JSON) lets a corrupt or truncated file fail with a clear message
+    before any weights are touched.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise ModelError(f"{path.name}: too short to be a .safetensors file")
+            (n,) = struct.unpack("<Q", raw)
+            if n <= 1 or n > 100_000_000:
+                raise ModelError(f"{path.name}: not a .safetensors file (header length {n})")
+            header = json.loads(fh.read(n))
+            size = path.stat().st_size
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path.name}: corrupt .safetensors header ({exc})") from exc
+    if not isinstance(header, dict):
+        raise ModelError(f"{path.name}: corrupt .safetensors header")
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise ModelError(f"{path.name}: file is truncated ({size} bytes, header promises {8 + n + end})")
+    return header
+
+
+class HashCache:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._data = {}
+
+    def short_hash(self, file: Path) -> str:
+        file = Path(file).resolve()
+        st = file.stat()
+        key = f"{file}|{st.st_size}|{st.st_mtime_ns}"
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        h = hashlib.sha256()
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        value = h.hexdigest()[:10]
+        with self._lock:
+            self._data[key] = value
+            atomic_write_bytes(self.path, json.dumps(self._data, indent=0).encode())
+        return value
+
+
+class Registry:
+    """Scans the models folder on demand (cheap), so files dropped in appear without a restart."""
+
+    def __init__(self, models_dir: Path, hash_cache: HashCache):
+        self.models_dir = Path(models_dir)
+        self.hashes = hash_cache
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.models_dir / "checkpoints"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.models_dir / "loras"
+
+    def checkpoints(self) -> list[ModelEntry]:
+        out: list[ModelEntry] = []
+        if not self.checkpoints_dir.is_dir():
+            return out
+        for p in sorted(self.checkpoints_dir.iterdir()):
+            if p.is_dir() and (p / "model_index.json").is_file():
+                size = sum(f.stat().st_size for f in p.rglob("*.safetensors"))
+                out.append(ModelEntry(p.name, p, "diffusers", (p / "DEMO.json").is_file(), size))
+            elif p.suffix == ".safetensors" and p.is_file():
+                out.append(ModelEntry(p.stem, p, "single_file", False, p.stat().st_size))
+        return out
+
+    def loras(self) -> list[LoraEntry]:
+        out: list[LoraEntry] = []
+        if not self.loras_dir.is_dir():
+            return out
+        for p in sorted(self.loras_dir.rglob("*.safetensors")):
+            try:
+                md = read_safetensors_header(p).get("__metadata__") or {}
+            except ModelError:
+                md = {"error": "unreadable header"}
+            out.append(LoraEntry(p.stem, p, p.stat().st_size, dict(md)))
+        return out
+
+    def checkpoint(self, name: str) -> ModelEntry:
+        for m in self.checkpoints():
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.checkpoints()) or "none"
+        raise ModelError(f"unknown model {name!r} (available: {known}); put SDXL checkpoints in {self.checkpoints_dir}")
+
+    def lora(self, name: str) -> LoraEntry:
+        for lo in self.loras():
+            if lo.name == name:
+                return lo
+        known = ", ".join(lo.name for lo in self.loras()) or "none"
+        raise ModelError(f"unknown LoRA {name!r} (available: {known}); put LoRA .safetensors files in {self.loras_dir}")
+
+    def single_file_config(self, entry: ModelEntry) -> str | None:
+        """The local diffusers config folder that lets `from_single_file` work offline.
+
+        Order: a `<name>.config/` folder beside the file; the demo model's folder when the file has the demo's
+        tiny architecture; `models/configs/sdxl-base/` if the user put SDXL's configs there; else None (diffusers
+        then fetches SDXL's configs from the hub, which needs network once).
+        """
+        sidecar = entry.path.with_suffix(".config")
+        if (sidecar / "model_index.json").is_file():
+            return str(sidecar)
+        header = read_safetensors_header(entry.path)
+        if TINY_CONV_IN not in header:
+            raise ModelError(f"{entry.path.name}: not an SDXL checkpoint (no UNet weights in the SGM layout)")
+        if header[TINY_CONV_IN]["shape"][0] < 320:
+            for m in self.checkpoints():
+                if m.demo:
+                    return str(m.path)
+        shared = self.models_dir / "configs" / "sdxl-base"
+        if (shared / "model_index.json").is_file():
+            return str(shared)
+        return None

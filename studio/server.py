@@ -1,0 +1,85 @@
+"""Assembles the web studio: FastAPI app, Gradio UI at `/`, health at `/api/health`.
+
+The one core module allowed to import Gradio and `tabs/`. Binds 127.0.0.1 unless LAN mode is asked for, and
+LAN mode refuses to start without a password.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+from fastapi import FastAPI
+
+from studio.core import Studio
+from studio.settings import Settings
+from tabs import generate as generate_tab
+
+log = logging.getLogger(__name__)
+
+CSS = """
+.pixelated img, .pixelated canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
+#demo-banner { border: 2px solid #d97706; border-radius: 8px; padding: 8px 14px; background: #fff7ed; color: #7c2d12; }
+"""
+
+DEMO_BANNER = """**Demo model — output is noise.** No SDXL weights are configured, so the studio is running a tiny
+random-weight SDXL built on this machine. Every part of the studio works; the pictures do not. To use real
+weights, put an SDXL checkpoint (a diffusers folder or one `.safetensors` file) in `{checkpoints}` and LoRAs in
+`{loras}`, then restart (see README, "Adding models")."""
+
+
+def build_ui(studio: Studio) -> gr.Blocks:
+    with gr.Blocks(title="DGX-Pixels Studio") as ui:
+        gr.Markdown("# DGX-Pixels Studio")
+        if studio.using_demo_model:
+            gr.Markdown(
+                DEMO_BANNER.format(checkpoints=studio.settings.checkpoints_dir.resolve(),
+                                   loras=studio.settings.loras_dir.resolve()),
+                elem_id="demo-banner",
+            )
+        with gr.Tabs(), gr.Tab("Generate", id="generate"):
+            generate_tab.build(studio)
+    return ui
+
+
+def check_bind(settings: Settings) -> None:
+    if settings.lan and not settings.password:
+        raise ValueError("LAN mode needs a password: set DGXP_PASSWORD or `password` in studio.toml")
+
+
+def create_app(studio: Studio) -> FastAPI:
+    settings = studio.settings
+    check_bind(settings)
+    app = FastAPI(title="DGX-Pixels Studio")
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"ok": True, "demo_model": studio.using_demo_model, "queued": len(studio.queue.active())}
+
+    ui = build_ui(studio).queue(default_concurrency_limit=None)
+    auth = (settings.username, settings.password) if settings.password else None
+    return gr.mount_gradio_app(
+        app,
+        ui,
+        path="",
+        auth=auth,
+        allowed_paths=[str(settings.data_dir.resolve())],
+        css=CSS,
+        footer_links=["api"],
+    )
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    check_bind(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with Studio(settings) as studio:
+        if studio.using_demo_model:
+            log.warning("no SDXL checkpoint found in %s: running the tiny DEMO model (output is noise)",
+                        settings.checkpoints_dir)
+        app = create_app(studio)
+        where = f"http://{'<this-machine>' if settings.lan else settings.host}:{settings.port}/"
+        log.info("DGX-Pixels Studio on %s", where)
+        uvicorn.run(app, host=settings.bind_host, port=settings.port, log_level="warning")
+    return 0

@@ -1,0 +1,212 @@
+"""Generate tab: prompt -> sprites, history, settings restored from a dropped PNG, and image clean-up.
+
+Layout and event wiring only: every action is one call into the studio core. Sprites are shown from their
+stored native PNGs and enlarged by the browser with `image-rendering: pixelated` (nearest-neighbour), so what
+is on screen is exactly what is on disk.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.core import JobFailed, Studio
+from studio.metadata import MetadataError, params_from_png
+from studio.params import GenerateParams, LoraRef
+
+BACKGROUNDS = ["auto", "keep"]
+
+
+def _parse_loras(text: str) -> tuple[LoraRef, ...]:
+    items = [t.strip() for t in (text or "").replace("\n", ",").split(",") if t.strip()]
+    return tuple(LoraRef.parse(t) for t in items)
+
+
+def _pixel_params(sprite_w, sprite_h, colors, palette, background, outline):
+    from pipelines.pixel import PixelParams
+
+    size = (int(sprite_w), int(sprite_h)) if sprite_w and sprite_h else None
+    return PixelParams(
+        size=size,
+        colors=int(colors) if colors else None,
+        palette=palette or None,
+        background=(background or "auto").strip(),
+        outline=(outline or "").strip() or None,
+    )
+
+
+def _seed(text) -> int | None:
+    text = str(text).strip() if text is not None else ""
+    if not text or text == "-1":
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise gr.Error(f"seed must be a whole number or blank, got {text!r}") from None
+
+
+def build(studio: Studio) -> None:
+    models = [m["name"] for m in studio.models()]
+    palettes = _palette_names()
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a red slime monster, pixel art, game sprite",
+                                elem_id="prompt")
+            negative = gr.Textbox(label="Negative prompt", lines=1, value="blurry, text, watermark")
+            with gr.Row():
+                model = gr.Dropdown(models, value=studio.default_model, label="Model", elem_id="model")
+                loras = gr.Textbox(label="LoRAs (name:weight, comma separated)", placeholder="pixel-art-xl:1.0",
+                                   elem_id="loras")
+                lora_pick = gr.Dropdown([lo["name"] for lo in studio.loras()], label="Add LoRA", value=None)
+            with gr.Row():
+                seed = gr.Textbox(label="Seed (blank = random)", value="", elem_id="seed")
+                steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="steps")
+                guidance = gr.Slider(0, 20, value=6.0, step=0.5, label="Guidance")
+            with gr.Row():
+                width = gr.Number(label="Render width (0 = model native)", value=0, precision=0, elem_id="width")
+                height = gr.Number(label="Render height (0 = model native)", value=0, precision=0, elem_id="height")
+                count = gr.Slider(1, studio.settings.max_count, value=1, step=1, label="Batch count")
+            with gr.Accordion("Sprite clean-up", open=True):
+                with gr.Row():
+                    sprite_w = gr.Number(label="Sprite width (0 = detect)", value=0, precision=0)
+                    sprite_h = gr.Number(label="Sprite height (0 = detect)", value=0, precision=0)
+                    colors = gr.Number(label="Colours (0 = auto)", value=0, precision=0)
+                    palette = gr.Dropdown(["", *palettes], value="", label="Palette", allow_custom_value=True)
+                    background = gr.Dropdown(BACKGROUNDS, value="auto", label="Background", allow_custom_value=True,
+                                             info="auto, keep, or a #rrggbb colour to make transparent")
+                    outline = gr.Textbox(label="Outline (#rrggbb, blank = none)", value="")
+                raw_only = gr.Checkbox(label="Keep the raw render (no clean-up)", value=False)
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+            load_png = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], elem_id="load-png")
+        with gr.Column(scale=3):
+            status = gr.Markdown("", elem_id="gen-status")
+            sprites = gr.Gallery(label="Sprites", columns=4, height=420, object_fit="contain", format="png",
+                                 elem_id="sprites", elem_classes=["pixelated"])
+            raws = gr.Gallery(label="Raw renders", columns=4, height=200, object_fit="contain", format="png",
+                              elem_id="raws")
+            with gr.Accordion("History", open=False):
+                search = gr.Textbox(label="Search prompts", value="")
+                refresh = gr.Button("Refresh history")
+                history = gr.Gallery(label="History", columns=8, height=300, object_fit="contain", format="png",
+                                     elem_id="history", elem_classes=["pixelated"])
+
+    with gr.Accordion("Clean up an image (any generator, no GPU needed)", open=False):
+        with gr.Row():
+            upload = gr.Image(label="Image", type="filepath", format="png", elem_id="cleanup-in")
+            cleaned = gr.Image(label="Sprite (native size)", type="filepath", format="png", elem_id="cleanup-out",
+                               elem_classes=["pixelated"])
+        cleanup_info = gr.Markdown("")
+        cleanup_btn = gr.Button("Clean up", elem_id="cleanup-btn")
+
+    pixel_inputs = [sprite_w, sprite_h, colors, palette, background, outline]
+
+    def generate(prompt_, negative_, model_, loras_, seed_, steps_, guidance_, w_, h_, count_, sw, sh, col, pal, bg,
+                 ol, raw_, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        try:
+            params = GenerateParams(
+                prompt=prompt_ or "",
+                negative=negative_ or "",
+                model=model_ or None,
+                loras=_parse_loras(loras_),
+                seed=_seed(seed_),
+                steps=int(steps_),
+                guidance=float(guidance_),
+                width=int(w_) or None,
+                height=int(h_) or None,
+                count=int(count_),
+                pixel=None if raw_ else _pixel_params(sw, sh, col, pal, bg, ol),
+            )
+            job = studio.submit_generate(params, source="ui", owner=request.session_hash if request else None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        progress(0, desc="queued")
+        while not job.finished.wait(0.1):
+            if job.status == "running" and job.total:
+                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            if job.status == "cancelled":
+                return [], [], "Cancelled.", gr.update()
+            raise gr.Error(str(exc)) from None
+        p = result.params
+        seeds = ", ".join(str(im.seed) for im in result.images)
+        w, h = result.images[0].width, result.images[0].height
+        msg = f"**Job {result.job_id}** · model `{p.model}` · seed(s) {seeds} · render {p.width}x{p.height} → sprite {w}x{h}"
+        return (
+            [(str(im.path), f"seed {im.seed}") for im in result.images],
+            [(str(im.raw_path), f"seed {im.seed}") for im in result.images],
+            msg,
+            str(p.seed),
+        )
+
+    run.click(
+        generate,
+        [prompt, negative, model, loras, seed, steps, guidance, width, height, count, *pixel_inputs, raw_only],
+        [sprites, raws, status, seed],
+        api_name="generate",
+        concurrency_limit=None,  # the studio's own queue serialises GPU work; waiting here costs nothing
+    )
+
+    def cancel_jobs(request: gr.Request):
+        n = studio.queue.cancel_owner(request.session_hash) if request else 0
+        return f"Cancelling {n} job(s)…" if n else "Nothing to cancel."
+
+    cancel.click(cancel_jobs, None, status, api_name="cancel")
+
+    def add_lora(current: str, name: str | None):
+        if not name:
+            return current
+        names = [r.name for r in _parse_loras(current)]
+        return current if name in names else ", ".join(filter(None, [current.strip(", "), f"{name}:1.0"]))
+
+    lora_pick.change(add_lora, [loras, lora_pick], loras, api_name="add_lora")
+
+    def restore(file):
+        if file is None:
+            return [gr.update()] * 14
+        try:
+            p, image_seed = params_from_png(file if isinstance(file, str) else file.name)
+        except (MetadataError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        px = p.pixel
+        return [
+            p.prompt, p.negative, p.model, ", ".join(f"{r.name}:{r.weight:g}" for r in p.loras), str(image_seed),
+            p.steps, p.guidance, p.width or 0, p.height or 0,
+            (px.size[0] if px and px.size else 0), (px.size[1] if px and px.size else 0),
+            (px.colors or 0) if px else 0, p.pixel is None,
+            f"Settings restored from a job with seed {image_seed}.",
+        ]
+
+    load_png.upload(
+        restore, load_png,
+        [prompt, negative, model, loras, seed, steps, guidance, width, height, sprite_w, sprite_h, colors, raw_only,
+         status],
+        api_name="restore",
+    )
+
+    def show_history(text: str):
+        rows = studio.history(text or "", 64)
+        return [(r["path"], f"{r['prompt'][:40]} · seed {r['seed']}") for r in rows]
+
+    refresh.click(show_history, search, history, api_name="history")
+    search.submit(show_history, search, history)
+
+    def clean_up(path, sw, sh, col, pal, bg, ol):
+        if not path:
+            raise gr.Error("upload an image first")
+        try:
+            out, res = studio.clean_up(path, _pixel_params(sw, sh, col, pal, bg, ol))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        w, h = res.image.size
+        return str(out), f"{w}x{h} px, {len(res.palette)} colours, cell ≈ {res.cell[0]:.1f}x{res.cell[1]:.1f} px"
+
+    cleanup_btn.click(clean_up, [upload, *pixel_inputs], [cleaned, cleanup_info], api_name="pixelate")
+
+
+def _palette_names() -> list[str]:
+    from pipelines.pixel import palette_names
+
+    return list(palette_names())

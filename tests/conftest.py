@@ -1,0 +1,148 @@
+"""Shared fixtures: the real tiny SDXL (built once per session), a fresh studio per test, a trained LoRA.
+
+Nothing here mocks a pipeline: the demo model is a real `StableDiffusionXLPipeline` saved with
+`save_pretrained` and loaded back through the studio's own loading code.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["DIFFUSERS_VERBOSITY"] = "error"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)  # a 2-core box with a busy neighbour is 10x slower with 2 threads
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory) -> Path:
+    from studio.demo import ensure_demo_model
+
+    return ensure_demo_model(tmp_path_factory.mktemp("demo") / "demo-tiny")
+
+
+def make_settings(root: Path, demo_model: Path, **kw):
+    from studio.settings import Settings
+
+    models = root / "models"
+    (models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (models / "loras").mkdir(parents=True, exist_ok=True)
+    link = models / "checkpoints" / "demo-tiny"
+    if not link.exists():
+        link.symlink_to(demo_model, target_is_directory=True)
+    return Settings(data_dir=root / "data", models_dir=models, **kw)
+
+
+@pytest.fixture
+def settings(tmp_path, demo_model):
+    return make_settings(tmp_path, demo_model)
+
+
+@pytest.fixture
+def studio(settings):
+    from studio.core import Studio
+
+    with Studio(settings) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
+    """A LoRA trained for a few real steps on the tiny model, in diffusers and kohya form, plus one made for a
+    differently shaped UNet (as an SD1.5 LoRA is for SDXL)."""
+    import numpy as np
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from PIL import Image
+
+    from studio.demo import TINY_UNET
+    from training.lora import LoraTrainConfig, save_unet_lora, train_unet_lora
+    from training.lora_formats import save_kohya
+
+    out = tmp_path_factory.mktemp("loras")
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    cfg = LoraTrainConfig(rank=4, alpha=8, learning_rate=1e-2, steps=4)
+    train_unet_lora(pipe, images, ["slm red slime", "slm blue slime"], cfg)
+    diffusers_file = save_unet_lora(pipe, out / "slime.safetensors", cfg, {"dgxp.trigger_word": "slm"})
+    kohya_file = save_kohya(diffusers_file, out / "slime_kohya.safetensors", pipe.unet.config)
+
+    other = UNet2DConditionModel(**{**TINY_UNET, "cross_attention_dim": 64})
+    other.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_k", "to_v"]))
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    StableDiffusionXLPipeline.save_lora_weights(
+        str(out), weight_name="other_arch.safetensors",
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(other)),
+    )
+    return {"slime": diffusers_file, "slime_kohya": kohya_file, "other_arch": out / "other_arch.safetensors"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """The real FastAPI + Gradio app under uvicorn on 127.0.0.1, in a thread."""
+
+    def __init__(self, studio):
+        import uvicorn
+
+        from studio.server import create_app
+
+        self.studio = studio
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        config = uvicorn.Config(create_app(studio), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import httpx
+
+        self.thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "api/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("studio server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def live_studio(tmp_path_factory, demo_model, lora_files):
+    """One studio + server per test module (starting Gradio costs seconds)."""
+    import shutil
+
+    from studio.core import Studio
+
+    root = tmp_path_factory.mktemp("live")
+    settings = make_settings(root, demo_model)
+    shutil.copy(lora_files["slime"], settings.loras_dir / "slime.safetensors")
+    with Studio(settings) as st, LiveServer(st) as server:
+        yield server
