@@ -53,10 +53,12 @@ def build(studio: Studio) -> None:
                                 elem_id="prompt")
             negative = gr.Textbox(label="Negative prompt", lines=1, value="blurry, text, watermark")
             with gr.Row():
-                model = gr.Dropdown(models, value=studio.default_model, label="Model", elem_id="model")
+                model = gr.Dropdown(models, value=studio.default_model, label="Model", elem_id="model",
+                                    allow_custom_value=True)
                 loras = gr.Textbox(label="LoRAs (name:weight, comma separated)", placeholder="pixel-art-xl:1.0",
                                    elem_id="loras")
                 lora_pick = gr.Dropdown([lo["name"] for lo in studio.loras()], label="Add LoRA", value=None)
+                rescan = gr.Button("↻ models", size="sm", scale=0, min_width=90)
             with gr.Row():
                 seed = gr.Textbox(label="Seed (blank = random)", value="", elem_id="seed")
                 steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="steps")
@@ -163,6 +165,13 @@ def build(studio: Studio) -> None:
 
     lora_pick.change(add_lora, [loras, lora_pick], loras, api_name="add_lora")
 
+    def rescan_models(current: str):
+        names = [m["name"] for m in studio.models()]
+        return (gr.update(choices=names, value=current if current in names else studio.default_model),
+                gr.update(choices=[lo["name"] for lo in studio.loras()]))
+
+    rescan.click(rescan_models, model, [model, lora_pick], api_name="rescan_models")
+
     def restore(file):
         if file is None:
             return [gr.update()] * 14
@@ -191,7 +200,7 @@ def build(studio: Studio) -> None:
         return [(r["path"], f"{r['prompt'][:40]} · seed {r['seed']}") for r in rows]
 
     refresh.click(show_history, search, history, api_name="history")
-    search.submit(show_history, search, history)
+    search.submit(show_history, search, history, api_name="search_history")
 
     def clean_up(path, sw, sh, col, pal, bg, ol):
         if not path:

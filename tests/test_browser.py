@@ -1,0 +1,102 @@
+"""The Generate tab's main flows in a real browser (headless Chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+if CHROMIUM is None:
+    if os.environ.get("DGXP_REQUIRE_BROWSER"):
+        raise RuntimeError("Chromium is required for the browser tests (DGXP_REQUIRE_BROWSER is set)")
+    pytest.skip("no Chromium on this machine (scripts/run-tests.sh installs it)", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_studio):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.goto(live_studio.url)
+    pg.wait_for_selector("#prompt textarea", timeout=30_000)
+    yield pg
+    ctx.close()
+
+
+def test_generate_a_sprite(page, live_studio, tmp_path):
+    assert "Demo model" in page.inner_text("#demo-banner")
+    page.fill("#prompt textarea", "a blue knight, pixel art")
+    page.fill("#seed textarea, #seed input", "31")
+    page.locator("#steps input[type=number]").fill("3")
+    page.click("#generate-btn")
+    page.wait_for_selector("#sprites img", timeout=60_000)
+    status = page.inner_text("#gen-status")
+    assert "seed(s) 31" in status
+    # the gallery shows the stored native PNG, enlarged by the browser with nearest-neighbour
+    rendering = page.eval_on_selector("#sprites img", "el => getComputedStyle(el).imageRendering")
+    assert rendering in {"pixelated", "crisp-edges"}
+    rows = live_studio.studio.history("a blue knight")
+    assert rows and rows[0]["seed"] == 31
+    page.screenshot(path=str(tmp_path / "generate.png"))
+
+
+def test_cancel_a_long_job(page, live_studio):
+    page.fill("#prompt textarea", "cancel me please")
+    page.locator("#steps input[type=number]").fill("100")
+    page.click("#generate-btn")
+    queue = live_studio.studio.queue
+    deadline = time.time() + 30
+    while not any(j.status == "running" and j.step >= 2 for j in queue.active()) and time.time() < deadline:
+        time.sleep(0.05)
+    page.click("#cancel-btn")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.includes('Cancelled')",
+                           timeout=30_000)
+    row = live_studio.studio.store.query("SELECT status FROM jobs WHERE prompt = 'cancel me please'")[0]
+    assert row["status"] == "cancelled"
+
+
+def test_clean_up_an_uploaded_image(page, tmp_path):
+    # a 12x10 sprite with a white border, drawn at 16 px per pixel: what a generator outputs
+    rng = np.random.default_rng(3)
+    colours = np.array([[200, 30, 30], [30, 30, 200], [20, 160, 40]], dtype=np.uint8)
+    art = colours[rng.integers(0, 3, size=(10, 12))]
+    art[0, :] = art[-1, :] = art[:, 0] = art[:, -1] = 255
+    big = np.kron(art, np.ones((16, 16, 1), dtype=np.uint8))
+    src = tmp_path / "fake-pixel-art.png"
+    Image.fromarray(big).save(src)
+    page.click("text=Clean up an image")
+    page.set_input_files("#cleanup-in input[type=file]", str(src))
+    page.wait_for_selector("#cleanup-in img", timeout=30_000)
+    page.click("#cleanup-btn")
+    page.wait_for_selector("#cleanup-out img", timeout=60_000)
+    page.wait_for_function("document.body.innerText.includes('12x10 px')", timeout=10_000)
+
+
+def test_drop_png_restores_settings(page, live_studio):
+    from studio.params import GenerateParams
+
+    res = live_studio.studio.generate(GenerateParams(prompt="restore me", negative="ugly", seed=4242, steps=5))
+    page.set_input_files("#load-png input[type=file]", str(res.images[0].path))
+    page.wait_for_function("document.querySelector('#prompt textarea').value === 'restore me'", timeout=30_000)
+    assert page.input_value("#seed textarea, #seed input") == "4242"
+    assert page.locator("#steps input[type=number]").input_value() == "5"
