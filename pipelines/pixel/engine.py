@@ -1,0 +1,406 @@
+"""Public API of the pixel engine: fake pixel art (an upscaled, blurred render) -> sprite.
+
+Pipeline (each step lives in its own module):
+1. `io`: load and validate -> RGBA uint8.
+2. `grid`: recover the lattice (cell size per axis, phase, drift) -> native size.
+3. sample the central half of every cell; alpha by majority.
+4. `palette`: a palette from the cell colours (auto / N / named / file / given), then a
+   vote per cell: every sampled pixel is snapped to the palette and the most common
+   entry wins (robust to blur and JPEG at small cells).
+5. `background`: transparent background (auto / keep / #hex).
+6. `cleanup`: strays, outline, crop and canvas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import background as bg
+from . import cleanup
+from .color import nearest_index, parse_hex, rgb_to_oklab
+from .grid import Grid, detect_grid, sample_cells
+from .io import PixelImageError, load_rgba, save_png_atomic, to_pil
+from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+MAX_NATIVE = 1024  # a target size above this is not pixel art
+
+
+def _check_size(name: str, v: object) -> tuple[int, int] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        parts = v.lower().replace(" ", "").split("x")
+        if len(parts) != 2:
+            raise ValueError(f"{name} must be WxH (e.g. 32x32), got {v!r}")
+        v = tuple(parts)
+    try:
+        w, h = (int(x) for x in v)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (width, height) pair of integers, got {v!r}") from None
+    if not (1 <= w <= MAX_NATIVE and 1 <= h <= MAX_NATIVE):
+        raise ValueError(f"{name} must be between 1x1 and {MAX_NATIVE}x{MAX_NATIVE}, got {w}x{h}")
+    return (w, h)
+
+
+@dataclass(frozen=True)
+class PixelParams:
+    """Everything the user can choose. Validated on construction (ValueError, clear text)."""
+
+    size: tuple[int, int] | None = None  # target native size (w, h) or None = detect
+    size_mode: str = "hint"  # "hint" | "exact"
+    colors: int | None = None  # None = auto
+    palette: str | None = None  # palette name or path to .hex/.gpl/.pal
+    background: str = "auto"  # "auto" | "keep" | "#rrggbb"
+    keep_holes: bool = True
+    dither: str = "none"  # "none" | "bayer"
+    remove_strays: bool = True
+    outline: str | None = None  # "#rrggbb" or None
+    crop: bool = False
+    canvas: tuple[int, int] | None = None  # pad to this canvas after crop
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", _check_size("size", self.size))
+        object.__setattr__(self, "canvas", _check_size("canvas", self.canvas))
+        if self.size_mode not in ("hint", "exact"):
+            raise ValueError(f"size_mode must be 'hint' or 'exact', got {self.size_mode!r}")
+        if self.size_mode == "exact" and self.size is None:
+            raise ValueError("size_mode 'exact' needs a size (e.g. 32x32)")
+        if self.colors is not None:
+            if isinstance(self.colors, bool) or not isinstance(self.colors, (int, np.integer)):
+                if isinstance(self.colors, str) and self.colors.strip().lower() == "auto":
+                    object.__setattr__(self, "colors", None)
+                else:
+                    try:
+                        object.__setattr__(self, "colors", int(str(self.colors)))
+                    except ValueError:
+                        raise ValueError(f"colors must be an integer or 'auto', got {self.colors!r}") from None
+            if self.colors is not None and not 2 <= int(self.colors) <= MAX_COLORS:
+                raise ValueError(f"colors must be between 2 and {MAX_COLORS}, got {self.colors}")
+            if self.colors is not None:
+                object.__setattr__(self, "colors", int(self.colors))
+        if self.palette is not None:
+            if not isinstance(self.palette, str) or not self.palette.strip():
+                raise ValueError("palette must be a palette name or a path to a .hex/.gpl/.pal file")
+            load_palette(self.palette)  # raises ValueError with the known names
+        if not isinstance(self.background, str):
+            raise ValueError("background must be 'auto', 'keep' or a colour like '#ffffff'")
+        if self.background not in ("auto", "keep"):
+            try:
+                parse_hex(self.background)
+            except ValueError:
+                raise ValueError(
+                    f"background must be 'auto', 'keep' or a colour like '#ffffff', got {self.background!r}"
+                ) from None
+        if self.dither not in ("none", "bayer"):
+            raise ValueError(f"dither must be 'none' or 'bayer', got {self.dither!r}")
+        if self.outline is not None:
+            try:
+                parse_hex(self.outline)
+            except ValueError:
+                raise ValueError(f"outline must be a colour like '#000000' or None, got {self.outline!r}") from None
+        for name in ("keep_holes", "remove_strays", "crop"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (tuples become lists)."""
+        d = asdict(self)
+        for k in ("size", "canvas"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PixelParams:
+        """Inverse of to_dict. Unknown keys are an error (a typo must not pass silently)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown pixel parameter(s): {', '.join(sorted(unknown))}")
+        kw = dict(d)
+        for k in ("size", "canvas"):
+            if kw.get(k) is not None and not isinstance(kw[k], str):
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+@dataclass
+class PixelResult:
+    """What `pixelate` returns."""
+
+    image: Image.Image  # RGBA, native resolution, alpha 0/255
+    cell: tuple[float, float]  # detected cell size (w, h) in input px
+    grid_size: tuple[int, int]  # (w, h) of the recovered grid, before crop/canvas
+    palette: np.ndarray  # (k, 3) uint8 colours used
+    background: tuple[int, int, int] | None = None  # colour made transparent, if any
+    native_input: bool = False  # the input already was clean native pixel art
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------
+# steps
+# ----------------------------------------------------------------------------------------
+@dataclass
+class _Cells:
+    """Intermediate state after grid recovery: samples and robust cell colours."""
+
+    grid: Grid
+    samples: np.ndarray  # (ny, nx, s, s, 4) uint8
+    opaque: np.ndarray  # (ny, nx) bool
+    median: np.ndarray  # (ny, nx, 3) uint8
+    native: bool
+    bg_done: bool = False
+    bg_removed: tuple[int, int, int] | None = None
+
+
+def _recover_cells(rgba: np.ndarray, params: PixelParams) -> _Cells:
+    grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact")
+    native = grid.cell == (1.0, 1.0) and params.size is None
+    samples = sample_cells(rgba, grid)
+    ny, nx = samples.shape[:2]
+    flat = samples.reshape(ny, nx, -1, 4)
+    opaque = np.median(flat[..., 3], axis=-1) >= 128
+    # colour from the opaque samples only: transparent ones are set to NaN and ignored
+    rgb = flat[..., :3].astype(np.float64)
+    rgb[flat[..., 3] < 128] = np.nan
+    with warnings.catch_warnings():  # all-NaN (fully transparent) cells are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(rgb, axis=2)
+    med = np.nan_to_num(med, nan=0.0)
+    return _Cells(grid, samples, opaque, np.clip(np.round(med), 0, 255).astype(np.uint8), native)
+
+
+def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
+    cols = cells.median[cells.opaque]
+    if len(cols) == 0:
+        return np.zeros((0, 3), np.uint8)
+    return build_palette(cols, n_colors=params.colors)
+
+
+def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int] | None:
+    """Decide the background on the unquantised cell colours (so a palette that merges a
+    sprite shade with the background cannot leak the flood fill into the sprite), and
+    mark those cells transparent. Runs once per cells object."""
+    if cells.bg_done:
+        return cells.bg_removed
+    med = np.zeros(cells.opaque.shape + (4,), np.uint8)
+    med[..., :3] = cells.median
+    med[..., 3] = np.where(cells.opaque, 255, 0)
+    out, removed = bg.handle_background(med, params.background, params.keep_holes)
+    cells.opaque = out[..., 3] >= 128
+    cells.bg_done, cells.bg_removed = True, removed
+    return removed
+
+
+def _vote(cells: _Cells, palette: np.ndarray) -> np.ndarray:
+    """Per cell, the palette entry most of its (opaque) sampled pixels are nearest to."""
+    ny, nx = cells.opaque.shape
+    flat = cells.samples.reshape(ny * nx, -1, 4)
+    k = len(palette)
+    idx = nearest_index(rgb_to_oklab(flat[..., :3]), rgb_to_oklab(palette))  # (n, s)
+    weight = (flat[..., 3] >= 128).astype(np.float64)
+    counts = np.zeros((ny * nx, k))
+    rows = np.repeat(np.arange(ny * nx), idx.shape[1])
+    np.add.at(counts, (rows, idx.ravel()), weight.ravel())
+    # ties (and cells whose samples are all transparent) fall back to the median colour
+    fallback = nearest_index(rgb_to_oklab(cells.median.reshape(-1, 3)), rgb_to_oklab(palette))
+    counts[np.arange(ny * nx), fallback] += 0.5
+    return palette[np.argmax(counts, axis=1)].reshape(ny, nx, 3)
+
+
+def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> PixelResult:
+    removed = _apply_background(cells, params)
+    ny, nx = cells.opaque.shape
+    out = np.zeros((ny, nx, 4), np.uint8)
+    out[..., 3] = np.where(cells.opaque, 255, 0)
+    fixed = palette is not None or params.palette is not None
+    if palette is None and params.palette is not None:
+        palette = load_palette(params.palette)
+    if cells.native and not fixed and params.colors is None:
+        # already clean native art: keep every colour exactly (identity)
+        out[..., :3] = cells.median
+    else:
+        if palette is None:
+            palette = _cell_palette(cells, params)
+        pal = np.asarray(palette, np.uint8).reshape(-1, 3)
+        if len(pal) == 0:
+            pass
+        elif params.dither == "bayer":
+            tmp = out.copy()
+            tmp[..., :3] = cells.median
+            out[..., :3] = apply_palette(tmp, pal, "bayer")[..., :3]
+        else:
+            out[..., :3] = _vote(cells, pal)
+    out[out[..., 3] == 0, :3] = 0
+    if params.remove_strays and not cells.native:
+        out = cleanup.remove_strays(out)
+    if params.outline:
+        out = cleanup.add_outline(out, params.outline)
+    if params.crop:
+        out = cleanup.crop_to_content(out)
+    if params.canvas:
+        out = cleanup.pad_to_canvas(out, params.canvas)
+    opaque = out[..., 3] >= 128
+    used = np.unique(out[opaque][:, :3], axis=0) if opaque.any() else np.zeros((0, 3), np.uint8)
+    return PixelResult(
+        image=to_pil(out),
+        cell=(round(float(cells.grid.x.period), 4), round(float(cells.grid.y.period), 4)),
+        grid_size=cells.grid.size,
+        palette=used.astype(np.uint8),
+        background=removed,
+        native_input=cells.native,
+        info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase))},
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# public functions
+# ----------------------------------------------------------------------------------------
+_DEFAULT = PixelParams()
+
+
+def pixelate(image: Image.Image | np.ndarray | str | os.PathLike, params: PixelParams = _DEFAULT,
+             palette: np.ndarray | None = None) -> PixelResult:
+    """Recover the native sprite from a fake-pixel-art image.
+
+    palette: an explicit (k, 3) uint8 palette (e.g. shared across a batch); it overrides
+    params.palette and params.colors. Raises PixelImageError for unusable images and
+    ValueError for impossible requests (e.g. a canvas smaller than the sprite).
+    """
+    rgba = load_rgba(image)
+    if palette is not None:
+        palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+        if len(palette) == 0:
+            raise ValueError("the given palette is empty")
+    cells = _recover_cells(rgba, params)
+    return _finish(cells, params, palette)
+
+
+def upscale_nearest(img: Image.Image | np.ndarray, k: int) -> Image.Image:
+    """Enlarge by an integer factor with nearest neighbour (crisp preview)."""
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"scale must be a positive integer, got {k!r}")
+    im = to_pil(img) if isinstance(img, np.ndarray) else img
+    if k == 1:
+        return im.copy()
+    return im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
+
+
+def preview_path(dst: str | os.PathLike) -> Path:
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.preview.png")
+
+
+def _save(result: PixelResult, dst: Path, preview_scale: int | None) -> None:
+    save_png_atomic(result.image, dst)
+    if preview_scale:
+        save_png_atomic(upscale_nearest(result.image, preview_scale), preview_path(dst))
+
+
+def pixelate_file(src: str | os.PathLike, dst: str | os.PathLike, params: PixelParams = _DEFAULT,
+                  preview_scale: int | None = None, palette: np.ndarray | None = None) -> PixelResult:
+    """Convert one file. The PNG at dst (and <stem>.preview.png, nearest-enlarged by
+    preview_scale, if asked) is written atomically: on any failure no output is left."""
+    if preview_scale is not None and (not isinstance(preview_scale, int) or preview_scale < 1):
+        raise ValueError(f"preview_scale must be a positive integer, got {preview_scale!r}")
+    result = pixelate(load_rgba(src), params, palette)
+    _save(result, Path(dst), preview_scale)
+    return result
+
+
+@dataclass
+class FolderItem:
+    """One file of a batch: its output and result, or the error that stopped it."""
+
+    src: Path
+    dst: Path | None
+    result: PixelResult | None = None
+    error: str | None = None
+
+
+def list_images(src_dir: str | os.PathLike) -> list[Path]:
+    d = Path(src_dir)
+    if not d.is_dir():
+        raise ValueError(f"{str(src_dir)!r} is not a folder")
+    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.endswith(".preview.png"))
+
+
+def pixelate_folder(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, params: PixelParams = _DEFAULT,
+                    shared_palette: bool = False, preview_scale: int | None = None,
+                    progress: Callable[[int, int, Path], None] | None = None) -> list[FolderItem]:
+    """Convert every image of a folder into dst_dir/<stem>.png.
+
+    shared_palette=True: grids are recovered first for all images, one palette is built
+    from all their cells (params.colors colours, or automatic), and every sprite is then
+    mapped to it, so a set of sprites stays consistent. A bad file is reported in its
+    FolderItem.error and does not stop the batch. progress(done, total, path) is called
+    after each file.
+    """
+    files = list_images(src_dir)
+    out_dir = Path(dst_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = [FolderItem(src=f, dst=out_dir / f"{f.stem}.png") for f in files]
+    total = len(files)
+    fixed = params.palette is not None
+    if not shared_palette or fixed:
+        for i, it in enumerate(items):
+            try:
+                it.result = pixelate_file(it.src, it.dst, params, preview_scale)  # type: ignore[arg-type]
+            except (PixelImageError, ValueError, OSError) as e:
+                it.error, it.dst = str(e), None
+            if progress:
+                progress(i + 1, total, it.src)
+        return items
+    # pass 1: recover every grid; pass 2: one palette for all, then finish each
+    cells: list[_Cells | None] = []
+    for it in items:
+        try:
+            cells.append(_recover_cells(load_rgba(it.src), params))
+        except (PixelImageError, ValueError, OSError) as e:
+            it.error, it.dst = str(e), None
+            cells.append(None)
+    pal = shared_palette_from_cells([c for c in cells if c is not None], params, params.colors)
+    for i, (it, c) in enumerate(zip(items, cells, strict=True)):
+        if c is not None:
+            try:
+                it.result = _finish(c, params, pal if len(pal) else None)
+                _save(it.result, it.dst, preview_scale)  # type: ignore[arg-type]
+            except (ValueError, OSError) as e:
+                it.error, it.dst = str(e), None
+        if progress:
+            progress(i + 1, total, it.src)
+    return items
+
+
+def shared_palette_from_cells(cells: list[_Cells], params: PixelParams,
+                              n_colors: int | None = None) -> np.ndarray:
+    for c in cells:  # background cells must not take palette entries
+        _apply_background(c, params)
+    cols = [c.median[c.opaque] for c in cells]
+    cols = [c for c in cols if len(c)]
+    if not cols:
+        return np.zeros((0, 3), np.uint8)
+    return build_palette(np.concatenate(cols), n_colors=n_colors)
+
+
+def shared_palette(images: list[Image.Image | np.ndarray | str | os.PathLike], params: PixelParams = _DEFAULT,
+                   n_colors: int | None = None) -> np.ndarray:
+    """One palette for several inputs: recover each grid, cluster all cells together.
+    Pass the result as `pixelate(img, params, palette=...)` to every image."""
+    cells = [_recover_cells(load_rgba(im), params) for im in images]
+    return shared_palette_from_cells(cells, params, n_colors if n_colors is not None else params.colors)
+
+
+__all__ = [
+    "FolderItem", "PixelParams", "PixelResult", "pixelate", "pixelate_file", "pixelate_folder",
+    "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images",
+]

@@ -1,0 +1,112 @@
+"""Synthetic fake pixel art with a known answer, for tests and demos.
+
+Why: the engine's claims (exact size, exact colours, identity on clean input) are only
+checkable where the truth is known. `make_sprite` draws a random but art-like sprite
+(blobby, outlined, few colours, transparent margin); `render` degrades it the way a
+diffusion "pixel art" render looks: non-integer and drifting cells, an offset, blur,
+colour noise, JPEG and a flat background.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+
+def make_sprite(w: int = 16, h: int = 16, n_colors: int = 5, seed: int = 0, margin: int = 1,
+                opaque: bool = False) -> np.ndarray:
+    """A random RGBA sprite (h, w, 4) uint8 with distinct colours and a dark outline.
+
+    opaque=True gives a tile: every pixel opaque, several colour regions.
+    """
+    rng = np.random.default_rng(seed)
+    # well separated colours: random hues at varied lightness
+    cols = []
+    while len(cols) < n_colors:
+        c = rng.integers(0, 256, 3)
+        if all(np.abs(c.astype(int) - p).sum() > 150 for p in cols):
+            cols.append(c.astype(int))
+    cols_a = np.array(cols, np.uint8)
+    if opaque:
+        field = ndimage.gaussian_filter(rng.random((h, w)), 1.2, mode="wrap")
+        cuts = np.quantile(field, np.linspace(0, 1, n_colors + 1)[1:-1])
+        idx = np.searchsorted(cuts, field)
+        out = np.dstack([cols_a[idx], np.full((h, w), 255, np.uint8)])
+        return np.ascontiguousarray(out)
+    iw, ih = w - 2 * margin, h - 2 * margin
+    yy, xx = np.mgrid[0:ih, 0:iw]
+    blob = ((xx - (iw - 1) / 2) / (iw / 2)) ** 2 + ((yy - (ih - 1) / 2) / (ih / 2)) ** 2 <= 1.0
+    blob |= rng.random((ih, iw)) < 0.15
+    blob = ndimage.binary_opening(blob) | blob & ndimage.binary_erosion(blob)
+    blob = ndimage.binary_fill_holes(blob)
+    body = rng.integers(1, n_colors, (max(2, ih // 3), max(2, iw // 3)))
+    body = np.kron(body, np.ones((3, 3), int))[:ih, :iw]
+    if body.shape != (ih, iw):
+        body = np.pad(body, ((0, ih - body.shape[0]), (0, iw - body.shape[1])), mode="edge")
+    edge = blob & ~ndimage.binary_erosion(blob)
+    idx = np.where(edge, 0, body)
+    inner = np.zeros((ih, iw, 4), np.uint8)
+    inner[..., :3] = cols_a[idx]
+    inner[..., 3] = np.where(blob, 255, 0)
+    inner[~blob, :3] = 0
+    out = np.zeros((h, w, 4), np.uint8)
+    out[margin : margin + ih, margin : margin + iw] = inner
+    return out
+
+
+def render(sprite: np.ndarray, cell: float | tuple[float, float] = 32.0, offset: tuple[float, float] = (0.0, 0.0),
+           pad: int = 0, blur: float = 0.0, noise: float = 0.0, jpeg: int | None = None,
+           background: tuple[int, int, int] | None = (255, 255, 255), drift: float = 0.0,
+           smooth: bool = False, seed: int = 0) -> np.ndarray:
+    """Degrade a native sprite into a fake render. Returns RGB (background given) or RGBA.
+
+    cell: input px per art pixel (x, y), may be non-integer. offset: crop this many input
+    px off the left/top (shifts the grid). drift: relative std of the individual cell
+    widths (cells of varying width). smooth: anti-aliased cell borders (box filter of
+    an 8x supersampled render) instead of nearest.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = sprite.shape[:2]
+    cx, cy = (cell, cell) if np.isscalar(cell) else cell  # type: ignore[misc]
+
+    def edges(n: int, c: float) -> np.ndarray:
+        widths = c * (1.0 + drift * rng.standard_normal(n)) if drift else np.full(n, c)
+        widths = np.clip(widths, 0.6 * c, 1.4 * c)
+        return np.concatenate([[0.0], np.cumsum(widths)])
+
+    ex, ey = edges(w, float(cx)), edges(h, float(cy))
+    ss = 4 if smooth else 1
+    W, H = int(round(ex[-1])), int(round(ey[-1]))
+    xs = (np.arange(W * ss) + 0.5) / ss
+    ys = (np.arange(H * ss) + 0.5) / ss
+    ix = np.clip(np.searchsorted(ex, xs, side="right") - 1, 0, w - 1)
+    iy = np.clip(np.searchsorted(ey, ys, side="right") - 1, 0, h - 1)
+    img = sprite[iy[:, None], ix[None, :]].astype(np.float64)
+    img[..., :3] *= img[..., 3:] / 255.0  # premultiplied
+    if smooth:
+        img = img.reshape(H, ss, W, ss, 4).mean(axis=(1, 3))
+    ox, oy = int(round(offset[0])), int(round(offset[1]))
+    img = img[oy:, ox:]
+    if pad:
+        img = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+    if background is not None:
+        a = img[..., 3:] / 255.0
+        img[..., :3] = img[..., :3] + np.array(background, np.float64) * (1.0 - a)
+        img[..., 3] = 255.0
+    if blur:
+        img = ndimage.gaussian_filter(img, sigma=(blur, blur, 0))
+    alpha = img[..., 3:]
+    rgb = np.where(alpha > 0, img[..., :3] * 255.0 / np.maximum(alpha, 1e-9), 0.0)
+    if noise:
+        rgb = rgb + rng.normal(0.0, noise, rgb.shape)
+    out = np.clip(np.round(np.dstack([rgb, alpha])), 0, 255).astype(np.uint8)
+    if jpeg is not None:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(out[..., :3])).save(buf, "JPEG", quality=jpeg)
+        out[..., :3] = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    if background is not None:
+        return np.ascontiguousarray(out[..., :3])
+    return out
