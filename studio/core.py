@@ -148,13 +148,15 @@ class Studio:
         started = time.perf_counter()
         outputs = generate_sprites(pipe, params, job.check)
         log.info("job %s rendered %d image(s) in %.2f s", job.id, len(outputs), time.perf_counter() - started)
+        entry = self.registry.checkpoint(params.model)
+        model_hash = self.registry.hashes.short_hash(entry.path) if entry.kind == "single_file" else None
         day = time.strftime("%Y-%m-%d")
         folder = self.settings.outputs_dir / day
         written: list[Path] = []
         images: list[ImageResult] = []
         try:
             for i, out in enumerate(outputs):
-                info = pnginfo(params, out.seed, {"job_id": job.id, "index": i})
+                info = pnginfo(params, out.seed, {"job_id": job.id, "index": i}, model_hash)
                 sprite_path = save_png(out.sprite, folder / f"{job.id}-{i}.png", info)
                 written.append(sprite_path)
                 raw_path = save_png(out.raw, folder / f"{job.id}-{i}-raw.png", info)

@@ -143,7 +143,7 @@ def build(studio: Studio) -> None:
             str(p.seed),
         )
 
-    run.click(
+    gen_event = run.click(
         generate,
         [prompt, negative, model, loras, seed, steps, guidance, width, height, count, *pixel_inputs, raw_only],
         [sprites, raws, status, seed],
@@ -200,6 +200,7 @@ def build(studio: Studio) -> None:
         return [(r["path"], f"{r['prompt'][:40]} · seed {r['seed']}") for r in rows]
 
     refresh.click(show_history, search, history, api_name="history")
+    gen_event.then(show_history, search, history)
     search.submit(show_history, search, history, api_name="search_history")
 
     def clean_up(path, sw, sh, col, pal, bg, ol):

@@ -239,3 +239,22 @@ def test_restart_marks_unfinished_jobs_interrupted(settings):
     store.close()
     with Studio(settings) as st:
         assert st.store.job("deadbeef0001")["status"] == "interrupted"
+
+
+def test_bases_are_an_lru_bounded_by_bytes(tmp_path, demo_model):
+    from safetensors.torch import save_file
+
+    from studio.core import Studio
+    from studio.sgm_keys import pipeline_to_single_file
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, demo_model, model_cache_gb=0.015)  # room for one ~11 MB tiny base
+    with Studio(settings) as st:
+        first = st.manager.pipeline("demo-tiny")
+        save_file(pipeline_to_single_file(first), str(settings.checkpoints_dir / "twin.safetensors"))
+        st.generate(quick(seed=1, model="twin"))
+        assert st.manager.resident() == ["twin"]  # demo-tiny was evicted to make room
+        st.generate(quick(seed=1, model="demo-tiny"))
+        assert st.manager.resident() == ["demo-tiny"] and st.manager.loads == 3
+        meta = read_metadata(st.generate(quick(seed=1, model="twin")).images[0].path)
+        assert "Model hash: " in meta["parameters"]  # single files carry their A1111 short hash

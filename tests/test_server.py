@@ -136,3 +136,20 @@ def test_lan_mode_refuses_to_start_without_password(settings):
     check_bind(dataclasses.replace(settings, lan=True, password="pw"))
     assert dataclasses.replace(settings, lan=True).bind_host == "0.0.0.0"
     assert settings.bind_host == "127.0.0.1"
+
+
+def test_password_protects_the_ui_and_api(tmp_path, demo_model):
+    import httpx
+    from gradio_client import Client
+
+    from studio.core import Studio
+    from tests.conftest import LiveServer, make_settings
+
+    settings = make_settings(tmp_path, demo_model, password="s3cret")
+    with Studio(settings) as st, LiveServer(st) as server:
+        assert httpx.get(server.url + "config").status_code == 401
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises different types across versions
+            Client(server.url, verbose=False)
+        c = Client(server.url, auth=("studio", "s3cret"), verbose=False)
+        out = c.predict(*form(seed="1", steps=2), api_name="/generate")
+        assert out[3] == "1"
