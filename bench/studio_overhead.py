@@ -38,12 +38,12 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def cold_start(settings_toml: Path) -> float:
+def cold_start(settings_toml: Path) -> tuple[float, float]:
     code = (
-        "import time, sys; t = time.perf_counter(); sys.path.insert(0, %r)\n"
+        f"import time, sys; t = time.perf_counter(); sys.path.insert(0, {str(ROOT)!r})\n"
         "from studio.core import Studio\nfrom studio.settings import load_settings\n"
-        "st = Studio(load_settings(%r)); st.manager.pipeline(st.default_model)\n"
-        "print(time.perf_counter() - t); st.close()" % (str(ROOT), str(settings_toml))
+        f"st = Studio(load_settings({str(settings_toml)!r})); st.manager.pipeline(st.default_model)\n"
+        "print(time.perf_counter() - t); st.close()"
     )
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

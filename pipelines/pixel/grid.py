@@ -32,7 +32,8 @@ from scipy import ndimage
 MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
 MIN_CELLS = 2.5  # the largest period searched is (art extent) / MIN_CELLS
 MIN_VISIBLE = 0.4
-KAPPA = 0.11  # cost of one comb tooth, as a fraction of the best comb's mean tooth mass  # fraction of a cell that must lie inside the image to be counted
+KAPPA_NOISE = 3.0  # cost of one comb tooth: this many noise std of its window sum ...
+KAPPA_FLOOR = 0.03  # ... plus this fraction of the best comb's mean tooth mass  # fraction of a cell that must lie inside the image to be counted
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def _interp(p: np.ndarray, pos: np.ndarray) -> np.ndarray:
 # period candidates (spectrum) and comb fitting
 # ----------------------------------------------------------------------------------------
 def _spectrum_candidates(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float, k: int = 6) -> list[float]:
-    """Periods whose harmonic sum of the spectrum is a local maximum, best first."""
+    """Candidate periods: local maxima of the spectrum's harmonic sum, then of the plain
+    spectrum (k of each, best first, near-duplicates dropped)."""
     seg = q[lo:hi] - q[lo:hi].mean()
     n = len(seg)
     if n < 4 or cmax <= cmin:
@@ -156,16 +158,20 @@ def _spectrum_candidates(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: flo
         c = periods[-1]
         periods.append(c + max(c * c / (4.0 * n), 0.002 * c))
     per = np.array(periods)
-    score = np.zeros_like(per)
-    weights = (1.0, 0.6, 0.4, 0.3)
-    for m, w in enumerate(weights, start=1):
+
+    def at(m: int) -> np.ndarray:
         f = m / per
-        ok = f < 0.5
-        bins = np.round(f * nfft).astype(int)
-        score += np.where(ok, w * mag[np.clip(bins, 0, len(mag) - 1)], 0.0)
-    peaks = np.nonzero((score[1:-1] >= score[:-2]) & (score[1:-1] >= score[2:]))[0] + 1
-    peaks = peaks[np.argsort(-score[peaks])][:k]
-    return [float(per[i]) for i in peaks]
+        return np.where(f < 0.5, mag[np.clip(np.round(f * nfft).astype(int), 0, len(mag) - 1)], 0.0)
+
+    plain = at(1)
+    harmonic = plain + 0.6 * at(2) + 0.4 * at(3) + 0.3 * at(4)
+    out: list[float] = []
+    for score in (harmonic, plain):  # the fundamental, and whatever is strongest alone
+        peaks = np.nonzero((score[1:-1] >= score[:-2]) & (score[1:-1] >= score[2:]))[0] + 1
+        for i in peaks[np.argsort(-score[peaks])][:k]:
+            if all(abs(per[i] / c - 1) > 0.01 for c in out):
+                out.append(float(per[i]))
+    return out
 
 
 def _tooth_mass(q: np.ndarray, lo: int, hi: int, c: float, o: float) -> np.ndarray:
@@ -182,21 +188,27 @@ def _tooth_mass(q: np.ndarray, lo: int, hi: int, c: float, o: float) -> np.ndarr
     return np.interp(b, np.arange(len(cs)), cs) - np.interp(a, np.arange(len(cs)), cs)
 
 
-def _comb_gain(q: np.ndarray, lo: int, hi: int, c: float, o: float, kappa: float) -> float:
-    """Penalised comb fit: sum over teeth of (edge mass near the tooth - kappa).
+def _comb_gain(q: np.ndarray, lo: int, hi: int, c: float, o: float, noise: float, floor: float) -> float:
+    """Penalised comb fit: sum over teeth of (edge mass near the tooth - cost of a tooth).
 
-    Every tooth costs the same kappa, so a comb at c/2 (which contains the comb at c) pays
-    for its empty mid-cell teeth, and a comb at 2c loses the mass of the teeth it skips:
-    the coarsest lattice that explains the edges wins over its harmonics.
+    A tooth costs what pure noise could put in its window (KAPPA_NOISE standard
+    deviations of the window sum) plus a small floor, so a comb at c/2 (which contains
+    the comb at c) pays for its empty mid-cell teeth, and a comb at 2c loses the mass of
+    the boundaries it skips: the lattice that explains every real edge with the fewest
+    teeth wins over its harmonics.
     """
+    r = float(np.clip(0.15 * c, 1.0, 5.0))
+    kappa = KAPPA_NOISE * noise * np.sqrt(2 * r + 1) + floor
     return float(np.sum(_tooth_mass(q, lo, hi, c, o) - kappa))
 
 
 def fit_comb(q: np.ndarray, lo: int, hi: int, c0: float, rel: float = 0.03) -> tuple[float, float, float]:
-    """Refine (period, phase) near c0 by maximising the mean smoothed profile on the teeth.
+    """Refine (period, phase) near c0 by maximising the smoothed profile summed on the teeth
+    that fall in the art span (a sum, not a mean: a mean rewards a comb that slides its
+    last tooth out of the span).
 
-    Returns (period, phase, mean tooth height). Vectorised over a (period x phase) grid,
-    then once more on a 10x finer period grid.
+    Returns (period, phase, score). Vectorised over a (period x phase) grid, then once more
+    on a 10x finer period grid.
     """
     sig = max(0.7, 0.05 * c0)
     qs = ndimage.gaussian_filter1d(q, sig)
@@ -211,7 +223,7 @@ def fit_comb(q: np.ndarray, lo: int, hi: int, c0: float, rel: float = 0.03) -> t
         pos = os_[:, :, None] + cs[:, None, None] * ks[None, None, :]
         inside = (pos >= lo - 0.5 * cs[:, None, None]) & (pos <= hi + 0.5 * cs[:, None, None])
         vals = np.where(inside, _interp(qs, pos), 0.0)
-        mean = vals.sum(-1) / np.maximum(inside.sum(-1), 1)
+        mean = vals.sum(-1)
         i, j = np.unravel_index(np.argmax(mean), mean.shape)
         if mean[i, j] > best or step_rel != rel:
             best = float(mean[i, j])
@@ -282,20 +294,22 @@ def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
     if prior is not None:
         cands.append(prior)
     extra = []
-    for c in cands[:4]:
-        for f in (2.0, 0.5, 3.0, 1.0 / 3.0, 1.5, 2.0 / 3.0):
-            if cmin <= c * f <= cmax:
+    for c in cands[:6]:
+        for f in (2.0, 0.5, 3.0, 1.0 / 3.0, 4.0, 0.25, 1.5, 2.0 / 3.0):
+            if cmin <= c * f <= cmax and all(abs(c * f / e - 1) > 0.01 for e in cands + extra):
                 extra.append(c * f)
     cands = cands + extra
     if not cands:
         return float(max(hi - lo, 1)), float(lo)
     fits = [fit_comb(q, lo, hi, c) for c in cands]
-    # kappa: a tooth must carry at least this much edge mass to pay for itself
+    # a tooth must carry more edge mass than noise could (robust noise level of the profile)
+    seg = q[lo:hi]
+    noise = 1.4826 * float(np.median(np.abs(seg - np.median(seg)))) if seg.size else 0.0
     means = [float(np.mean(m)) if (m := _tooth_mass(q, lo, hi, c, o)).size else 0.0 for c, o, _ in fits]
-    kappa = KAPPA * max(means)
+    floor = KAPPA_FLOOR * max(means)
     best, best_gain = None, -np.inf
     for (c, o, _h) in fits:
-        gain = _comb_gain(q, lo, hi, c, o, kappa)
+        gain = _comb_gain(q, lo, hi, c, o, noise, floor)
         if prior is not None:
             gain *= 1.0 + 0.5 * np.exp(-0.5 * (np.log(c / prior) / 0.03) ** 2)
         if gain > best_gain * (1 + 1e-9):
