@@ -34,7 +34,36 @@ def _quiet_libraries() -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    print(json.dumps(_settings(args).describe(), indent=2))
+    settings = _settings(args)
+    described = settings.describe()
+    token_file = settings.data_dir / "mcp_token"
+    described["mcp_token_file"] = str(token_file.resolve()) if token_file.is_file() else None
+    if args.show_token:
+        described["mcp_token"] = settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
+    print(json.dumps(described, indent=2))
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """stdio MCP for desktop clients: a thin proxy to the running studio's /mcp/, never a second studio."""
+    import httpx
+
+    settings = _settings(args)
+    host = "127.0.0.1" if settings.bind_host in {"0.0.0.0", "::"} else settings.host
+    base = args.url or f"http://{host}:{settings.port}/"
+    try:
+        httpx.get(base.rstrip("/") + "/api/health", timeout=3).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"error: no DGX-Pixels Studio is running at {base} ({exc}); start it first with "
+              "./scripts/run-studio.sh (or dgx-pixels serve)", file=sys.stderr)
+        return 2
+    from fastmcp import Client
+    from fastmcp.server import create_proxy
+
+    token_file = settings.data_dir / "mcp_token"
+    token = settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
+    client = Client(base.rstrip("/") + "/mcp/", auth=token) if token else Client(base.rstrip("/") + "/mcp/")
+    create_proxy(client, name="DGX-Pixels Studio").run(transport="stdio", show_banner=False)
     return 0
 
 
@@ -263,7 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("config", help="print the effective settings")
+    p.add_argument("--show-token", action="store_true", help="also print the MCP bearer token")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("mcp", help="MCP over stdio for desktop AI clients (proxies to the running studio)")
+    p.add_argument("--stdio", action="store_true", default=True, help="speak MCP on stdin/stdout (the default)")
+    p.add_argument("--url", help="studio URL (default: from settings, http://127.0.0.1:7860/)")
+    p.set_defaults(func=cmd_mcp)
     return parser
 
 

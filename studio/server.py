@@ -28,9 +28,15 @@ weights, put an SDXL checkpoint (a diffusers folder or one `.safetensors` file) 
 `{loras}`, then restart (see README, "Adding models")."""
 
 
-def build_ui(studio: Studio) -> gr.Blocks:
+def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
     with gr.Blocks(title="DGX-Pixels Studio") as ui:
         gr.Markdown("# DGX-Pixels Studio")
+        if new_mcp_token:
+            gr.Markdown(
+                f"**MCP token (shown once, kept in `{studio.settings.data_dir / 'mcp_token'}`):** "
+                f"`{new_mcp_token}` — AI assistants on the LAN send it as `Authorization: Bearer …` to `/mcp/`.",
+                elem_id="mcp-token",
+            )
         if studio.using_demo_model:
             gr.Markdown(
                 DEMO_BANNER.format(checkpoints=studio.settings.checkpoints_dir.resolve(),
@@ -48,15 +54,23 @@ def check_bind(settings: Settings) -> None:
 
 
 def create_app(studio: Studio) -> FastAPI:
+    from starlette.routing import Mount
+
+    from studio.mcp import mcp_asgi_app
+
     settings = studio.settings
     check_bind(settings)
-    app = FastAPI(title="DGX-Pixels Studio")
+    mcp_app, new_token = mcp_asgi_app(studio)
+    app = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan)
+    app.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
+    if new_token:
+        log.warning("MCP bearer token (shown once; also in %s): %s", settings.data_dir / "mcp_token", new_token)
 
     @app.get("/api/health")
     def health() -> dict:
         return {"ok": True, "demo_model": studio.using_demo_model, "queued": len(studio.queue.active())}
 
-    ui = build_ui(studio).queue(default_concurrency_limit=None)
+    ui = build_ui(studio, new_token).queue(default_concurrency_limit=None)
     auth = (settings.username, settings.password) if settings.password else None
     return gr.mount_gradio_app(
         app,

@@ -1,0 +1,303 @@
+"""The MCP server: AI assistants generate, clean up and deploy sprites through the running studio.
+
+Tools call the same core functions as the UI and CLI, on the same resident models, queue and DuckDB file: the
+server is mounted inside the studio's FastAPI app at `/mcp/` (streamable HTTP), never run as a second copy.
+Long tools report MCP progress per denoising step and return only after the job finished, with real paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.tools.base import ToolResult
+from fastmcp.utilities.types import Image as McpImage
+from pydantic import Field
+
+from studio.core import JobFailed, NotFound, Studio
+from studio.params import GenerateParams, LoraRef
+
+MAX_SPRITE_SIDE = 512  # a native sprite; renders are bounded by the studio's own max_side
+MAX_UPLOAD_BYTES = 32 * 2**20
+INSTRUCTIONS = """DGX-Pixels Studio makes pixel-art game sprites on the user's own GPU.
+Typical flow: list_models / list_loras -> generate_sprite (returns the PNG and its path) -> deploy_to_bevy
+(writes it into the game's assets folder). pixelate_image cleans up any existing image into an exact sprite."""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ToolError(f"size must look like 32x32, got {text!r}") from None
+    if not (1 <= w <= MAX_SPRITE_SIDE and 1 <= h <= MAX_SPRITE_SIDE):
+        raise ToolError(f"sprite size must be 1..{MAX_SPRITE_SIDE} px per side, got {w}x{h}")
+    return w, h
+
+
+def _png_content(path: Path) -> McpImage:
+    return McpImage(data=Path(path).read_bytes(), format="png")
+
+
+def load_or_create_token(studio: Studio) -> tuple[str, bool]:
+    """The MCP bearer token: from settings, else a file in the data folder, created once (0600)."""
+    if studio.settings.mcp_token:
+        return studio.settings.mcp_token, False
+    path = studio.settings.data_dir / "mcp_token"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip(), False
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token, encoding="utf-8")
+    return token, True
+
+
+class BearerAuth:
+    """ASGI middleware: every request to the MCP app needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b'{"error": "missing or wrong MCP token (Authorization: Bearer ...)"}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def build_mcp(studio: Studio) -> FastMCP:
+    mcp = FastMCP("DGX-Pixels Studio", instructions=INSTRUCTIONS)
+
+    async def wait_with_progress(job, ctx: Context | None) -> None:
+        last = -1
+        try:
+            while not job.finished.is_set():
+                if ctx is not None and job.step != last and job.total:
+                    last = job.step
+                    await ctx.report_progress(job.step, job.total, f"step {job.step}/{job.total}")
+                await asyncio.to_thread(job.finished.wait, 0.05)  # wakes the moment the job ends
+        except asyncio.CancelledError:  # the client went away: don't leave its job holding the GPU
+            studio.queue.cancel(job.id)
+            raise
+        if ctx is not None and job.total:
+            await ctx.report_progress(job.total, job.total, job.status)
+
+    @mcp.tool
+    async def generate_sprite(
+        prompt: Annotated[str, Field(description="What to draw, e.g. 'red slime monster, game sprite'")],
+        size: Annotated[str, Field(description="Native sprite size WxH, e.g. 32x32")] = "32x32",
+        model: Annotated[str | None, Field(description="Checkpoint name (list_models); default: the studio's")] = None,
+        loras: Annotated[dict[str, float] | None, Field(description="LoRA name -> weight (list_loras)")] = None,
+        seed: Annotated[int | None, Field(description="Seed; omit for random (the one used is returned)")] = None,
+        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=2, le=256)] = None,
+        palette: Annotated[str | None, Field(description="Named palette (pico-8, gameboy, endesga-32 ...)")] = None,
+        transparent: Annotated[bool, Field(description="Make the background transparent")] = True,
+        count: Annotated[int, Field(description="How many sprites (seeds seed..seed+count-1)", ge=1, le=16)] = 1,
+        steps: Annotated[int, Field(description="Denoising steps", ge=1, le=150)] = 30,
+        negative: Annotated[str, Field(description="What to avoid")] = "blurry, text, watermark",
+        ctx: Context | None = None,
+    ) -> ToolResult:
+        """Generate pixel-art sprite(s) on the studio's GPU. Returns the PNGs, their file paths, the seeds used
+        and the job id, only after the job has finished."""
+        from pipelines.pixel import PixelParams
+
+        try:
+            params = GenerateParams(
+                prompt=prompt, negative=negative, model=model, seed=seed, steps=steps, count=count,
+                loras=tuple(LoraRef(n, w) for n, w in (loras or {}).items()),
+                pixel=PixelParams(size=_size(size), size_mode="exact", colors=colors, palette=palette,
+                                  background="auto" if transparent else "keep"),
+            )
+            job = studio.submit_generate(params, source="mcp")
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        await wait_with_progress(job, ctx)
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            raise ToolError(f"job {job.id} {job.status}: {exc}") from None
+        info = {
+            "job_id": result.job_id,
+            "model": result.params.model,
+            "images": [{"path": str(im.path), "seed": im.seed, "width": im.width, "height": im.height}
+                       for im in result.images],
+        }
+        return ToolResult(content=[*(_png_content(im.path) for im in result.images), json.dumps(info)],
+                          structured_content=info)
+
+    @mcp.tool
+    def pixelate_image(
+        image: Annotated[str, Field(description="Path to an image on the studio machine, or base64 PNG/JPEG data")],
+        size: Annotated[str | None, Field(description="Target size WxH; omit to detect the pixel grid")] = None,
+        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=2, le=256)] = None,
+        palette: Annotated[str | None, Field(description="Named palette or palette file")] = None,
+    ) -> ToolResult:
+        """Clean up any image (from any generator) into an exact native-resolution sprite."""
+        from pipelines.pixel import PixelParams
+
+        with tempfile.TemporaryDirectory() as tmp:
+            src = _image_input(image, Path(tmp))
+            try:
+                params = PixelParams(size=_size(size) if size else None, colors=colors, palette=palette)
+                out, res = studio.clean_up(src, params)
+            except ValueError as exc:
+                raise ToolError(str(exc)) from None
+        w, h = res.image.size
+        info = {"path": str(out), "width": w, "height": h, "colors": len(res.palette)}
+        return ToolResult(content=[_png_content(out), json.dumps(info)], structured_content=info)
+
+    @mcp.tool
+    def deploy_to_bevy(
+        source: Annotated[str, Field(description="A job id (its first sprite) or the path of a sprite PNG")],
+        assets_dir: Annotated[str, Field(description="The game's assets/ folder (must be inside a project root)")],
+        name: Annotated[str, Field(description="Asset name: lowercase letters, digits, - and _")],
+        kind: Annotated[str, Field(description="sprite (more kinds as they land)")] = "sprite",
+    ) -> dict:
+        """Write a sprite into a Bevy project's assets folder (atomically) and return the files written and a
+        Rust snippet that loads it with nearest-neighbour sampling."""
+        from PIL import Image
+
+        from studio.export import ExportError, export_sprite
+
+        if kind != "sprite":
+            raise ToolError(f"kind {kind!r} is not supported yet; use 'sprite'")
+        path, job_id = _resolve_source(studio, source)
+        roots = studio.settings.project_roots
+        if not roots:
+            raise ToolError("no project roots are configured: set project_roots in studio.toml "
+                            "(or DGXP_PROJECT_ROOTS) to the folders that hold your games")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                res = export_sprite(im, Path(assets_dir), name, source_job=job_id, allowed_roots=roots)
+        except ExportError as exc:
+            raise ToolError(str(exc)) from None
+        return {"files": [str(f) for f in res.files], "bevy_snippet": res.bevy_snippet}
+
+    @mcp.tool
+    def list_models() -> list[dict]:
+        """SDXL checkpoints the studio can use (diffusers folders and single .safetensors files)."""
+        return studio.models()
+
+    @mcp.tool
+    def list_loras() -> list[dict]:
+        """LoRAs in the studio's loras folder, with trigger words from their metadata."""
+        return studio.loras()
+
+    @mcp.tool
+    def get_job(job_id: str) -> dict:
+        """Status, progress, params and images of one job."""
+        try:
+            return _jsonable(studio.job(job_id))
+        except NotFound as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.tool
+    def cancel_job(job_id: str) -> dict:
+        """Cancel a queued or running job (a running one stops at its next denoising step)."""
+        job = studio.queue.get(job_id)
+        if job is None:
+            raise ToolError(f"no active job {job_id!r}")
+        cancelled = studio.queue.cancel(job_id)
+        return {"job_id": job_id, "cancel_requested": cancelled, "status": job.status}
+
+    @mcp.tool
+    def search_history(
+        text: Annotated[str, Field(description="Words of the prompt; empty for the newest")] = "",
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    ) -> list[dict]:
+        """Past sprites, newest first: prompt, seed, path, size and job id."""
+        return [
+            {"job_id": r["job_id"], "prompt": r["prompt"], "seed": r["seed"], "path": r["path"],
+             "width": r["width"], "height": r["height"]}
+            for r in studio.history(text, limit)
+        ]
+
+    @mcp.resource("studio://models", mime_type="application/json")
+    def models_resource() -> str:
+        """Checkpoints and LoRAs available in the studio."""
+        return json.dumps({"checkpoints": studio.models(), "loras": studio.loras()}, indent=2)
+
+    @mcp.resource("studio://history/{job_id}", mime_type="application/json")
+    def job_resource(job_id: str) -> str:
+        """One job: params, status and image paths."""
+        try:
+            return json.dumps(_jsonable(studio.job(job_id)), indent=2)
+        except NotFound as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.prompt
+    def make_a_game_sprite(subject: str, size: str = "32x32", style: str = "16-bit SNES") -> str:
+        """A prompt for asking the assistant to make and deploy a sprite."""
+        return (
+            f"Make a {size} pixel-art game sprite of {subject} in a {style} style with DGX-Pixels Studio. "
+            f"Call generate_sprite with a concise visual prompt (subject, pose, colours, 'pixel art, game sprite'), "
+            f"size='{size}', transparent=True and count=4, show me the results, and when I pick one, "
+            f"call deploy_to_bevy with a snake_case name."
+        )
+
+    return mcp
+
+
+def _image_input(value: str, tmp: Path) -> Path:
+    """A path on this machine, or base64 data (optionally a data: URL) written to a temp file."""
+    if len(value) < 4096 and Path(value).expanduser().is_file():
+        return Path(value).expanduser()
+    data = value.split(",", 1)[1] if value.startswith("data:") else value
+    if len(data) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
+        raise ToolError(f"image is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ToolError("image is neither an existing file path nor valid base64 data") from None
+    path = tmp / "upload"
+    path.write_bytes(raw)
+    return path
+
+
+def _resolve_source(studio: Studio, source: str) -> tuple[Path, str | None]:
+    try:
+        row = studio.job(source)
+    except NotFound:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ToolError(f"{source!r} is neither a job id nor an existing file") from None
+        return path, None
+    if row["status"] != "done" or not row["images"]:
+        raise ToolError(f"job {source} has no finished images (status: {row['status']})")
+    return Path(row["images"][0]["path"]), source
+
+
+def _jsonable(row: dict) -> dict[str, Any]:
+    return json.loads(json.dumps(row, default=str))
+
+
+def mcp_asgi_app(studio: Studio):
+    """The MCP ASGI app to mount at /mcp, and a newly created token to show once (else None).
+
+    In LAN mode (or when a token is configured) every request needs the bearer token; on loopback none is
+    needed, as anything that can reach 127.0.0.1 already runs on this machine.
+    """
+    from starlette.middleware import Middleware
+
+    token, created = None, False
+    if studio.settings.lan or studio.settings.mcp_token:
+        token, created = load_or_create_token(studio)
+    middleware = [Middleware(BearerAuth, token=token)] if token else None
+    return build_mcp(studio).http_app(path="/", middleware=middleware), (token if created else None)
