@@ -32,7 +32,9 @@ from scipy import ndimage
 MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
 MIN_CELLS = 2.5  # the largest period searched is (art extent) / MIN_CELLS
 MIN_VISIBLE = 0.4
-KAPPA_NOISE = 3.0  # cost of one comb tooth: this many noise std of its window sum ...
+OUTER_SKIP = 6  # px at each end of the art span that do not vote (see _clean_profile)
+PEAK_CAP = 3.0  # profile peaks are capped at this multiple of the median peak
+KAPPA_NOISE = 2.0  # cost of one comb tooth: this many noise std of its window sum ...
 KAPPA_FLOOR = 0.03  # ... plus this fraction of the best comb's mean tooth mass  # fraction of a cell that must lie inside the image to be counted
 
 
@@ -75,44 +77,71 @@ def features(rgba: np.ndarray) -> np.ndarray:
     return np.concatenate([rgba[..., :3].astype(np.float32) * a, rgba[..., 3:4].astype(np.float32)], axis=-1)
 
 
-def edge_profiles(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _span(p: np.ndarray) -> tuple[int, int]:
+    """[lo, hi) of the positions whose (baseline-free, smoothed) edge mass is noticeable."""
+    pos = np.clip(p - np.median(p), 0.0, None)
+    if pos.size == 0 or pos.max() <= 0:
+        return 0, len(p)
+    sm = ndimage.uniform_filter1d(pos, 3)
+    idx = np.nonzero(sm > 0.04 * sm.max())[0]
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def _pixel_noise(d: np.ndarray) -> float:
+    """Robust spread of per-pixel edge strength (most pixels lie inside flat cells, so this
+    measures noise and JPEG texture, not boundaries). Subsampled for speed."""
+    sub = d[::3, ::3] if d.size > 200_000 else d
+    med = float(np.median(sub))
+    return 1.4826 * float(np.median(np.abs(sub - med))) + 0.25 * med
+
+
+def edge_profiles(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Edge profile per axis. Index i is the boundary between pixel i and i+1 (position i+1).
 
     Per-pixel differences are capped so one high-contrast silhouette does not drown the
-    inner cell boundaries, and noise is tamed by summing over the whole perpendicular axis.
+    inner cell boundaries. Each profile sums only the rows (columns) where the art is: the
+    empty background around a sprite adds noise to the sum but no boundaries.
+
+    Also returns the noise std of each profile entry (pixel noise x sqrt(summed lines)).
     """
     dx = np.abs(np.diff(feat, axis=1)).sum(-1)
     dy = np.abs(np.diff(feat, axis=0)).sum(-1)
     cap = 160.0
     np.minimum(dx, cap, out=dx)
     np.minimum(dy, cap, out=dy)
-    return dx.sum(0).astype(np.float64), dy.sum(1).astype(np.float64)
+    xlo, xhi = _span(dx.sum(0).astype(np.float64))
+    ylo, yhi = _span(dy.sum(1).astype(np.float64))
+    rows = dx[max(0, ylo - 1) : yhi + 1]
+    cols = dy[:, max(0, xlo - 1) : xhi + 1]
+    px = rows.sum(0).astype(np.float64)
+    py = cols.sum(1).astype(np.float64)
+    nx = _pixel_noise(rows) * np.sqrt(rows.shape[0]) if rows.size else 0.0
+    ny = _pixel_noise(cols) * np.sqrt(cols.shape[1]) if cols.size else 0.0
+    return px, py, nx, ny
 
 
 def deblock(p: np.ndarray, block: int = 8) -> np.ndarray:
     """Remove the JPEG block-grid signature from an edge profile.
 
-    JPEG codes 8x8 blocks independently, so every block border (pixel 8k-1 | 8k) carries a
-    small step in *every* row; summed over a column that is a strong period-8 comb that
-    looks exactly like a lattice of 8 px cells. The typical excess of block-border entries
-    over their neighbours (median, so the few real edges that fall there do not count) is
-    subtracted from those entries. Images without JPEG blocking have no excess and are
-    left alone.
+    JPEG codes 8x8 blocks independently, so every block border (pixel 8k-1 | 8k) and its
+    two neighbours carry a small step in *every* row; summed over a column that is a
+    strong period-8 comb that looks exactly like a lattice of 8 px cells. The signature is
+    the per-phase median of the profile (phase = position mod 8): real cell boundaries are
+    too sparse to move a median. When the block-border phase is the strongest (the image
+    was JPEG-compressed), that median pattern is subtracted, capped at the profile's
+    baseline level so that real edges, which stand far above it, survive.
     """
     n = len(p)
-    if n < 4 * block:
+    if n < 6 * block:
         return p
-    mid = 0.5 * (np.r_[p[:1], p[:-1]] + np.r_[p[1:], p[-1:]])
-    excess = p - mid
-    idx = np.arange(n)
-    border = (idx % block) == block - 1
-    inner = idx[(~border) & (idx > 0) & (idx < n - 1)]
-    j = float(np.median(excess[border[: n] & (idx > 0) & (idx < n - 1)]) - np.median(excess[inner]))
-    if j <= 0:
+    m = n - n % block
+    per_phase = np.median(p[:m].reshape(-1, block), axis=0)
+    base = float(np.median(p))
+    pattern = per_phase - float(np.min(per_phase))
+    if int(np.argmax(pattern)) != block - 1 or pattern[block - 1] < 0.1 * base:
         return p
-    out = p.copy()
-    out[border] = np.maximum(out[border] - j, np.minimum(out[border], mid[border]))
-    return out
+    pattern = np.minimum(pattern, base)
+    return p - np.tile(pattern, n // block + 1)[:n]
 
 
 def _clean_profile(p: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -132,6 +161,20 @@ def _clean_profile(p: np.ndarray) -> tuple[np.ndarray, int, int]:
     idx = np.nonzero(sm > 0.04 * sm.max())[0]
     lo, hi = int(idx[0]), int(idx[-1]) + 1
     q = p - np.median(p[lo:hi])
+    # Cap the peaks: a lattice is confirmed by many boundaries, not by one huge one. The
+    # outer silhouette of an opaque tile (or a cropped first cell) spans every row and
+    # would otherwise decide the fit alone, though it need not lie on a lattice line.
+    seg = q[lo:hi]
+    noise = 1.4826 * float(np.median(np.abs(seg - np.median(seg))))
+    peaks = seg[1:-1][(seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] > 3 * noise)]
+    if peaks.size >= 4:
+        q = np.minimum(q, PEAK_CAP * float(np.median(peaks)))
+    # The outermost edges of the art are where it meets the padding or the image border.
+    # After a crop that is the middle of a cell, not a lattice line, so those two edges
+    # are no evidence: only the inner boundaries vote.
+    q = q.copy()
+    q[max(0, lo - 2) : lo + OUTER_SKIP] = np.minimum(q[max(0, lo - 2) : lo + OUTER_SKIP], 0.0)
+    q[max(0, hi - OUTER_SKIP) : hi + 2] = np.minimum(q[max(0, hi - OUTER_SKIP) : hi + 2], 0.0)
     return q, lo, hi
 
 
@@ -288,7 +331,7 @@ def refine_cuts(q: np.ndarray, cuts: np.ndarray, c: float, size: int, smooth: fl
 # per-axis solve
 # ----------------------------------------------------------------------------------------
 def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
-                   prior: float | None) -> tuple[float, float]:
+                   prior: float | None, noise: float | None = None) -> tuple[float, float]:
     """Best (period, phase) for one axis among spectral candidates and their harmonics."""
     cands = _spectrum_candidates(q, lo, hi, cmin, cmax)
     if prior is not None:
@@ -302,9 +345,10 @@ def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
     if not cands:
         return float(max(hi - lo, 1)), float(lo)
     fits = [fit_comb(q, lo, hi, c) for c in cands]
-    # a tooth must carry more edge mass than noise could (robust noise level of the profile)
-    seg = q[lo:hi]
-    noise = 1.4826 * float(np.median(np.abs(seg - np.median(seg)))) if seg.size else 0.0
+    # a tooth must carry more edge mass than noise could
+    if noise is None:  # no image-based estimate: robust spread of the profile itself
+        seg = q[lo:hi]
+        noise = 1.4826 * float(np.median(np.abs(seg - np.median(seg)))) if seg.size else 0.0
     means = [float(np.mean(m)) if (m := _tooth_mass(q, lo, hi, c, o)).size else 0.0 for c, o, _ in fits]
     floor = KAPPA_FLOOR * max(means)
     best, best_gain = None, -np.inf
@@ -319,8 +363,9 @@ def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
 
 
 def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact: bool = False,
-               drift: bool = True, min_period: float = MIN_PERIOD) -> AxisGrid:
-    """Recover the cell boundaries along one axis of length `size` from its edge profile."""
+               drift: bool = True, min_period: float = MIN_PERIOD, noise: float | None = None) -> AxisGrid:
+    """Recover the cell boundaries along one axis of length `size` from its edge profile
+    (noise: std of one profile entry, if known)."""
     q, lo, hi = _clean_profile(profile)
     if exact and target:
         return _solve_exact(q, lo, hi, size, target)
@@ -331,7 +376,7 @@ def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact:
         prior = size / target
         cmin = min(cmin, 0.8 * prior)
     cmax = max(cmin * 1.01, max(span, size * 0.5) / MIN_CELLS)
-    c, o = _choose_period(q, lo, hi, cmin, cmax, prior)
+    c, o = _choose_period(q, lo, hi, cmin, cmax, prior, noise)
     cuts = uniform_cuts(size, c, o)
     if drift:
         cuts = refine_cuts(q, cuts, c, size)
@@ -399,10 +444,10 @@ def detect_grid(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bo
     if size is None and is_native(rgba):
         return Grid(AxisGrid(np.arange(w + 1, dtype=np.float64), 1.0, 0.0),
                     AxisGrid(np.arange(h + 1, dtype=np.float64), 1.0, 0.0))
-    px, py = edge_profiles(features(rgba))
+    px, py, nx, ny = edge_profiles(features(rgba))
     tw, th = size if size is not None else (None, None)
-    gx = solve_axis(px, w, tw, exact, drift)
-    gy = solve_axis(py, h, th, exact, drift)
+    gx = solve_axis(px, w, tw, exact, drift, noise=nx)
+    gy = solve_axis(py, h, th, exact, drift, noise=ny)
     return Grid(gx, gy)
 
 
