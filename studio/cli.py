@@ -235,6 +235,34 @@ def cmd_pixelate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from studio.core import Studio
+    from studio.store import StoreLockedError
+
+    try:
+        studio = Studio(_settings(args))
+    except (ValueError, StoreLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with studio:
+        board = studio.arena.leaderboard(args.prompt_set, rounds=args.rounds, min_votes=args.min_votes)
+    rows = board.to_rows()
+    if args.json:
+        print(json.dumps({"n_votes": board.n_votes, "n_battles": board.n_battles, "ratings": rows}, indent=2))
+        return 0
+    print(f"{board.n_votes} pairwise votes from {board.n_battles} battles"
+          + (f" (prompt set {args.prompt_set})" if args.prompt_set else ""))
+    print(f"{'rank':>4}  {'contender':32} {'elo':>6} {'95% interval':>15} {'votes':>6}  W-L-T")
+    for r in rows:
+        interval = f"{r['elo_lo']:.0f}..{r['elo_hi']:.0f}" if r["elo_lo"] is not None else "-"
+        rank = "-" if r["rank"] is None else str(r["rank"])
+        flag = "  provisional" if r["provisional"] else ""
+        print(f"{rank:>4}  {r['name']:32} {r['elo']:>6.0f} {interval:>15} {r['votes']:>6}  "
+              f"{r['wins']}-{r['losses']}-{r['ties']}{flag}")
+    return 0
+
+
 def _add_pixel_flags(p: argparse.ArgumentParser, size_flag: str = "--size") -> None:
     p.add_argument(size_flag, dest="size", type=_size,
                    help="target sprite size WxH (a hint; --exact-size makes it binding)")
@@ -286,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list checkpoints and LoRAs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95% intervals)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--prompt-set")
+    p.add_argument("--rounds", type=int, default=200, help="bootstrap rounds for the intervals")
+    p.add_argument("--min-votes", type=int, default=20, help="fewer votes than this: provisional")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("info", help="print the generation settings stored in a PNG")
     p.add_argument("image")

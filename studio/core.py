@@ -69,6 +69,9 @@ class Studio:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
         self.queue = JobQueue(self.store, {"generate": self._run_generate})
+        from studio.compare import Arena
+
+        self.arena = Arena(self)
 
     def close(self) -> None:
         self.queue.shutdown()

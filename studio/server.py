@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from studio.core import Studio
 from studio.settings import Settings
+from tabs import compare as compare_tab
 from tabs import generate as generate_tab
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,11 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
                                    loras=studio.settings.loras_dir.resolve()),
                 elem_id="demo-banner",
             )
-        with gr.Tabs(), gr.Tab("Generate", id="generate"):
-            generate_tab.build(studio)
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate"):
+                generate_tab.build(studio)
+            with gr.Tab("Compare", id="compare"):
+                compare_tab.build(studio)
     return ui
 
 
@@ -79,6 +83,7 @@ def create_app(studio: Studio) -> FastAPI:
         auth=auth,
         allowed_paths=[str(settings.data_dir.resolve())],
         css=CSS,
+        js=compare_tab.KEYBOARD_JS,
         footer_links=["api"],
     )
 

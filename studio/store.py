@@ -46,6 +46,35 @@ MIGRATIONS: list[str] = [
         created TIMESTAMP NOT NULL
     );
     """,
+    # 2: Compare tab: contenders, battles (slot order = shown order), their images, one vote per battle
+    """
+    CREATE TABLE contenders (name VARCHAR PRIMARY KEY, spec JSON NOT NULL, created TIMESTAMP NOT NULL);
+    CREATE TABLE battles (
+        id VARCHAR PRIMARY KEY,
+        job_id VARCHAR,
+        prompt VARCHAR NOT NULL,
+        prompt_set VARCHAR,
+        seed BIGINT NOT NULL,
+        settings JSON NOT NULL,
+        contenders JSON NOT NULL,
+        blind BOOLEAN NOT NULL,
+        created TIMESTAMP NOT NULL
+    );
+    CREATE TABLE battle_images (
+        battle_id VARCHAR NOT NULL,
+        slot INTEGER NOT NULL,
+        contender VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        raw_path VARCHAR,
+        PRIMARY KEY (battle_id, slot)
+    );
+    CREATE TABLE votes (
+        battle_id VARCHAR PRIMARY KEY,
+        choice VARCHAR NOT NULL,
+        voter VARCHAR,
+        created TIMESTAMP NOT NULL
+    );
+    """,
 ]
 
 

@@ -200,7 +200,7 @@ def build(studio: Studio) -> None:
         return [(r["path"], f"{r['prompt'][:40]} · seed {r['seed']}") for r in rows]
 
     refresh.click(show_history, search, history, api_name="history")
-    gen_event.then(show_history, search, history)
+    gen_event.then(show_history, search, history, api_visibility="private")
     search.submit(show_history, search, history, api_name="search_history")
 
     def clean_up(path, sw, sh, col, pal, bg, ol):

@@ -1,0 +1,188 @@
+"""Compare tab: contenders, blind battles with keyboard voting, and the leaderboard.
+
+Layout and wiring only; every action is one call into `studio.arena`. Before a battle is voted on, the
+battle area and every API response show slots A-D and images only, never a contender's name.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from studio.compare import BattleSettings, CompareError, Contender
+from studio.core import JobFailed, Studio
+from studio.params import LoraRef
+
+# Keys: 1/a = A better, 2/b = B better, t = tie, x = both bad, n = next battle (ignored while typing).
+KEYBOARD_JS = """
+() => {
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+    const map = {'1': 'vote-a', 'a': 'vote-a', '2': 'vote-b', 'b': 'vote-b', 't': 'vote-tie',
+                 'x': 'vote-bad', 'n': 'next-battle'};
+    const id = map[e.key.toLowerCase()];
+    if (id) { const el = document.getElementById(id); if (el) { el.click(); e.preventDefault(); } }
+  });
+}
+"""
+
+
+def _names(studio: Studio) -> list[str]:
+    return [c.name for c in studio.arena.contenders()]
+
+
+def _gallery(view: dict) -> list[tuple[str, str]]:
+    return [(s["path"], s["slot"] + (f" · {s['contender']}" if "contender" in s else "")) for s in view["slots"]]
+
+
+def _reveal(view: dict) -> str:
+    if "contender" not in view["slots"][0]:
+        return f"Battle `{view['id']}` · seed {view['seed']} · **vote to reveal the contenders**"
+    names = " · ".join(f"**{s['slot']}** = {s['contender']}" for s in view["slots"])
+    voted = f" · your vote: **{view['voted']}**" if view["voted"] else ""
+    return f"Battle `{view['id']}` · seed {view['seed']} · {names}{voted}"
+
+
+def build(studio: Studio) -> None:
+    arena = studio.arena
+    sets = list(arena.prompt_sets())
+
+    with gr.Accordion("Contenders", open=not arena.contenders()):
+        with gr.Row():
+            c_name = gr.Textbox(label="Name", placeholder="sdxl + pixel-art@0.8")
+            c_model = gr.Dropdown([m["name"] for m in studio.models()], value=None, label="Model (blank = default)",
+                                  allow_custom_value=True)
+            c_loras = gr.Textbox(label="LoRAs (name:weight, …)")
+            c_steps = gr.Number(label="Steps (0 = battle's)", value=0, precision=0)
+            c_save = gr.Button("Save contender")
+        c_list = gr.Markdown(_contender_table(studio))
+
+    with gr.Row():
+        picks = gr.Dropdown(_names(studio), multiselect=True, label="Contenders (2-4)", elem_id="picks",
+                            max_choices=4, allow_custom_value=True)
+        surprise = gr.Button("Surprise me", size="sm", elem_id="surprise")
+        blind = gr.Checkbox(value=True, label="Blind (hide names until the vote)", elem_id="blind")
+    with gr.Row():
+        prompt_set = gr.Dropdown(sets, value=sets[0] if sets else None, label="Prompt set", elem_id="prompt-set")
+        prompt = gr.Textbox(label="Prompt (blank = random from the set)", elem_id="battle-prompt")
+        seed = gr.Textbox(label="Seed (blank = random)", value="")
+        steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="battle-steps")
+    fight = gr.Button("Battle!", variant="primary", elem_id="fight")
+    battle_id = gr.Textbox(visible=False, elem_id="battle-id")
+    with gr.Column(elem_id="battle-area"):
+        info = gr.Markdown("", elem_id="battle-info")
+        images = gr.Gallery(columns=4, height=360, object_fit="contain", format="png", elem_id="battle-images",
+                            elem_classes=["pixelated"], label="Battle")
+        with gr.Row():
+            vote_a = gr.Button("A is better [1]", elem_id="vote-a")
+            vote_b = gr.Button("B is better [2]", elem_id="vote-b")
+            vote_tie = gr.Button("Tie [t]", elem_id="vote-tie")
+            vote_bad = gr.Button("Both bad [x]", elem_id="vote-bad")
+        with gr.Row():
+            best = gr.Dropdown(list("ABCD"), label="Best of 3-4", value=None)
+            vote_best = gr.Button("Vote best")
+            voter = gr.Textbox(label="Your name (optional)", value="")
+            next_btn = gr.Button("Next battle [n]", elem_id="next-battle")
+
+    with gr.Accordion("Leaderboard", open=True):
+        with gr.Row():
+            board_set = gr.Dropdown(["(all)", *sets], value="(all)", label="Prompt set")
+            refresh = gr.Button("Refresh leaderboard", elem_id="refresh-board")
+            export_fmt = gr.Radio(["csv", "parquet"], value="csv", label="Export votes as")
+            export_btn = gr.Button("Export")
+        with gr.Row():
+            ratings_plot = gr.Plot(label="Ratings with 95% intervals")
+            h2h_plot = gr.Plot(label="Head-to-head win rate")
+        board_table = gr.Dataframe(label="Leaderboard", interactive=False)
+        export_file = gr.File(label="Votes")
+
+    def save_contender(name, model, loras, steps_):
+        try:
+            refs = tuple(LoraRef.parse(x.strip()) for x in (loras or "").split(",") if x.strip())
+            arena.save_contender(Contender(name.strip(), model or None, refs, int(steps_) or None))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return _contender_table(studio), gr.update(choices=_names(studio))
+
+    c_save.click(save_contender, [c_name, c_model, c_loras, c_steps], [c_list, picks], api_name="save_contender")
+
+    def surprise_me():
+        try:
+            return list(arena.surprise_pair())
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+
+    surprise.click(surprise_me, None, picks, api_name="surprise")
+
+    def run_battle(names, prompt_, pset, seed_, steps_, blind_, request: gr.Request,
+                   progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        try:
+            text = (prompt_ or "").strip() or arena.pick_prompt(pset)
+            job = arena.submit_battle(list(names or []), text, seed=int(seed_) if str(seed_).strip() else None,
+                                      prompt_set=pset if not (prompt_ or "").strip() else None,
+                                      settings=BattleSettings(steps=int(steps_)), blind=bool(blind_),
+                                      owner=request.session_hash if request else None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        while not job.finished.wait(0.1):
+            if job.total:
+                progress((job.step, job.total), desc="rendering contenders")
+        try:
+            view = arena.battle(studio.result(job))
+        except (JobFailed, CompareError) as exc:
+            raise gr.Error(str(exc)) from None
+        return view["id"], _gallery(view), _reveal(view) + f"\n\n> {view['prompt']}"
+
+    battle_inputs = [picks, prompt, prompt_set, seed, steps, blind]
+    fight.click(run_battle, battle_inputs, [battle_id, images, info], api_name="battle")
+
+    def next_battle(names, pset, steps_, blind_, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        return run_battle(names, "", pset, "", steps_, blind_, request, progress)
+
+    next_btn.click(next_battle, [picks, prompt_set, steps, blind], [battle_id, images, info], api_name="next_battle")
+
+    def cast(bid, choice, who):
+        if not bid:
+            raise gr.Error("start a battle first")
+        try:
+            view = arena.vote(bid, choice, who or None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return _gallery(view), _reveal(view) + f"\n\n> {view['prompt']}"
+
+    vote_a.click(lambda b, w: cast(b, "A", w), [battle_id, voter], [images, info], api_name="vote_a")
+    vote_b.click(lambda b, w: cast(b, "B", w), [battle_id, voter], [images, info], api_name="vote_b")
+    vote_tie.click(lambda b, w: cast(b, "tie", w), [battle_id, voter], [images, info], api_name="vote_tie")
+    vote_bad.click(lambda b, w: cast(b, "both_bad", w), [battle_id, voter], [images, info], api_name="vote_both_bad")
+    vote_best.click(lambda b, c, w: cast(b, c or "", w), [battle_id, best, voter], [images, info], api_name="vote")
+
+    def show_board(pset):
+        from studio.ratings import head_to_head_figure, ratings_figure
+
+        board = arena.leaderboard(None if pset in (None, "(all)") else pset)
+        import pandas as pd
+
+        rows = pd.DataFrame(board.to_rows())
+        return ratings_figure(board), head_to_head_figure(board), rows
+
+    refresh.click(show_board, board_set, [ratings_plot, h2h_plot, board_table], api_name="leaderboard")
+
+    def export(fmt):
+        out = Path(tempfile.mkdtemp(prefix="dgxp-votes-")) / f"votes.{fmt}"
+        return str(arena.export_votes(out))
+
+    export_btn.click(export, export_fmt, export_file, api_name="export_votes")
+
+
+def _contender_table(studio: Studio) -> str:
+    rows = studio.arena.contenders()
+    if not rows:
+        return "_No contenders yet: save at least two (e.g. the base alone, and the base with your LoRA)._"
+    lines = ["| contender | model | LoRAs | steps |", "|---|---|---|---|"]
+    for c in rows:
+        loras = ", ".join(f"{r.name}@{r.weight:g}" for r in c.loras) or "—"
+        lines.append(f"| {c.name} | {c.model or '(default)'} | {loras} | {c.steps or '—'} |")
+    return "\n".join(lines)

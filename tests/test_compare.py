@@ -1,0 +1,198 @@
+"""Compare: contenders, blind battles on the resident pipeline, votes in DuckDB, the leaderboard."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.compare import BattleSettings, CompareError, Contender
+from studio.params import LoraRef
+
+FAST = BattleSettings(steps=2)
+
+
+@pytest.fixture
+def arena(studio, lora_files):
+    shutil.copy(lora_files["slime"], studio.settings.loras_dir / "slime.safetensors")
+    a = studio.arena
+    a.save_contender(Contender("base"))
+    a.save_contender(Contender("slime-1.0", loras=(LoraRef("slime", 1.0),)))
+    a.save_contender(Contender("slime-0.5", loras=(LoraRef("slime", 0.5),)))
+    a.save_contender(Contender("slime-1.5", loras=(LoraRef("slime", 1.5),)))
+    return a
+
+
+def battle(arena, names, **kw):
+    job = arena.submit_battle(names, kw.pop("prompt", "a slime"), settings=kw.pop("settings", FAST), **kw)
+    return arena.battle(arena.studio.result(arena.studio.queue.wait(job, 120)))
+
+
+def test_four_way_battle_uses_adapters_not_reloads(arena):
+    view = battle(arena, ["base", "slime-1.0", "slime-0.5", "slime-1.5"], seed=5)
+    assert [s["slot"] for s in view["slots"]] == ["A", "B", "C", "D"]
+    assert arena.studio.manager.loads == 1 and arena.studio.manager.lora_loads == 1
+    pixels = [np.asarray(Image.open(s["raw_path"])) for s in view["slots"]]
+    assert len({p.tobytes() for p in pixels}) == 4  # four different contenders, four different images
+
+
+def test_blind_battle_hides_names_until_the_vote(arena):
+    names = ["base", "slime-1.0"]
+    view = battle(arena, names, seed=3)
+    text = json.dumps(view)
+    assert not any(n in text for n in names) and "slime" not in text.replace("a slime", "")
+    for s in view["slots"]:
+        with Image.open(s["path"]) as im:
+            assert not im.info.get("parameters") and "dgx-pixels" not in im.info  # no metadata to peek at
+    voted = arena.vote(view["id"], "A", "tester")
+    assert {s["contender"] for s in voted["slots"]} == set(names)
+    assert voted["voted"] == "A"
+
+
+def test_shown_order_is_randomised(arena):
+    firsts = set()
+    for i in range(6):
+        job = arena.submit_battle(["base", "slime-1.0"], "x", seed=1, settings=BattleSettings(steps=1),
+                                  blind=False, shuffle=random.Random(i))
+        firsts.add(arena.battle(arena.studio.result(arena.studio.queue.wait(job, 60)))["slots"][0]["contender"])
+    assert firsts == {"base", "slime-1.0"}
+
+
+def test_same_prompt_and_seed_match_a_plain_generation(arena):
+    from studio.params import GenerateParams
+
+    view = battle(arena, ["base", "slime-1.0"], seed=9, blind=False)
+    plain = arena.studio.generate(GenerateParams(prompt="a slime", seed=9, steps=2))
+    slot = next(s for s in view["slots"] if s["contender"] == "base")
+    assert np.array_equal(np.asarray(Image.open(slot["raw_path"])), np.asarray(Image.open(plain.images[0].raw_path)))
+
+
+def test_bad_votes_and_battles_are_refused(arena, studio):
+    view = battle(arena, ["base", "slime-1.0"], seed=1)
+    with pytest.raises(CompareError, match="unknown battle"):
+        arena.vote("nope", "A")
+    with pytest.raises(CompareError, match="vote must be one of"):
+        arena.vote(view["id"], "C")
+    arena.vote(view["id"], "B")
+    with pytest.raises(CompareError, match="already has a vote"):
+        arena.vote(view["id"], "A")
+    assert studio.store.query("SELECT count(*) AS n FROM votes")[0]["n"] == 1
+    with pytest.raises(CompareError, match="2 to 4 contenders"):
+        arena.submit_battle(["base"], "x")
+    with pytest.raises(CompareError, match="unknown contender"):
+        arena.submit_battle(["base", "ghost"], "x")
+    (studio.settings.loras_dir / "slime.safetensors").unlink()  # a contender's LoRA file disappeared
+    jobs = studio.store.query("SELECT count(*) AS n FROM jobs")[0]["n"]
+    with pytest.raises(CompareError, match="contender 'slime-1.0'.*unknown LoRA 'slime'"):
+        arena.submit_battle(["base", "slime-1.0"], "x")
+    assert studio.store.query("SELECT count(*) AS n FROM jobs")[0]["n"] == jobs
+
+
+def test_prompt_sets(arena, studio):
+    assert len(arena.prompt_sets()["game-sprites"]) >= 20
+    folder = studio.settings.data_dir / "prompt_sets"
+    folder.mkdir()
+    (folder / "empty.toml").write_text("prompts = []\n")
+    with pytest.raises(CompareError, match="prompt set 'empty' is empty"):
+        arena.pick_prompt("empty")
+    with pytest.raises(CompareError, match="unknown prompt set"):
+        arena.pick_prompt("nope")
+    (folder / "broken.toml").write_text("prompts = [1, 2]\n")
+    with pytest.raises(CompareError, match="broken.toml: field 'prompts'"):
+        arena.prompt_sets()
+
+
+def test_leaderboard_from_votes_and_cli(arena, studio, capsys):
+    from studio.cli import main
+    from studio.ratings import leaderboard
+
+    outcomes = ["A", "A", "B", "tie", "both_bad", "A"]
+    for i, choice in enumerate(outcomes):
+        view = battle(arena, ["base", "slime-1.0"], seed=i, settings=BattleSettings(steps=1),
+                      shuffle=random.Random(0), prompt_set="game-sprites")
+        arena.vote(view["id"], choice)
+    best_of = battle(arena, ["base", "slime-1.0", "slime-0.5"], seed=1, settings=BattleSettings(steps=1))
+    arena.vote(best_of["id"], "C")
+    votes = arena.votes()
+    assert len(votes) == len(outcomes) + 2  # best-of-3 = best beats each of the other two
+    board = arena.leaderboard(rounds=50, min_votes=2)
+    direct = leaderboard(votes, rounds=50, min_votes=2, names=[c.name for c in arena.contenders()])
+    assert board.to_rows() == direct.to_rows()
+    assert board.rating("slime-1.5").votes == 0 and board.rating("slime-1.5").provisional
+    assert list(arena.leaderboard("game-sprites", rounds=10).names)
+
+    studio.close()  # the CLI opens the same data folder, as a person would after stopping the studio
+    cfg = studio.settings.data_dir.parent / "studio.toml"
+    cfg.write_text(f'data_dir = "{studio.settings.data_dir}"\nmodels_dir = "{studio.settings.models_dir}"\n')
+    assert main(["--config", str(cfg), "leaderboard", "--json", "--rounds", "50", "--min-votes", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ratings"] == board.to_rows() and printed["n_votes"] == len(votes)
+
+
+def test_votes_survive_a_killed_studio(arena, studio, tmp_path):
+    view = battle(arena, ["base", "slime-1.0"], seed=2)
+    studio.close()
+    cfg = tmp_path / "kill.toml"
+    cfg.write_text(f'data_dir = "{studio.settings.data_dir}"\nmodels_dir = "{studio.settings.models_dir}"\n')
+    code = (
+        "import os, signal\n"
+        "from studio.core import Studio\nfrom studio.settings import load_settings\n"
+        f"st = Studio(load_settings({str(cfg)!r}))\n"
+        f"st.arena.vote({view['id']!r}, 'B', 'kill-test')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    from studio.store import Store
+
+    store = Store(studio.settings.db_path)
+    rows = store.query("SELECT choice, voter FROM votes WHERE battle_id = ?", [view["id"]])
+    store.close()
+    assert rows == [{"choice": "B", "voter": "kill-test"}]
+
+
+def test_export_votes(arena, tmp_path):
+    view = battle(arena, ["base", "slime-1.0"], seed=4)
+    arena.vote(view["id"], "A", "me")
+    csv = arena.export_votes(tmp_path / "votes.csv")
+    text = csv.read_text()
+    assert "battle_id" in text and view["id"] in text and "me" in text
+    import duckdb
+
+    pq = arena.export_votes(tmp_path / "votes.parquet")
+    assert duckdb.sql(f"SELECT choice FROM '{pq}'").fetchall() == [("A",)]
+    with pytest.raises(CompareError, match="csv or .parquet"):
+        arena.export_votes(tmp_path / "votes.xlsx")
+
+
+def test_contender_parse_and_validation():
+    c = Contender.parse("mine=sdxl+pixel-art:0.8+other")
+    assert (c.name, c.model, [r.name for r in c.loras]) == ("mine", "sdxl", ["pixel-art", "other"])
+    assert Contender.parse("plain").model is None
+    with pytest.raises(CompareError, match="contender name"):
+        Contender("../evil")
+    assert Contender.from_dict(c.to_dict()) == c
+
+
+def test_blind_battle_over_the_api_names_no_contender(live_studio, lora_files):
+    from gradio_client import Client
+
+    arena = live_studio.studio.arena
+    arena.save_contender(Contender("base-model"))
+    arena.save_contender(Contender("secret-lora", loras=(LoraRef("slime", 0.7),)))
+    c = Client(live_studio.url, verbose=False)
+    bid, images, info = c.predict(["base-model", "secret-lora"], "a castle", "game-sprites", "5", 2, True,
+                                  api_name="/battle")
+    payload = json.dumps([bid, images, info])
+    assert "base-model" not in payload and "secret-lora" not in payload and "slime" not in payload
+    for item in images:
+        with Image.open(item["image"]) as im:
+            assert "parameters" not in im.info
+    images, info = c.predict(bid, "", api_name="/vote_a")
+    assert "base-model" in info and "secret-lora" in info
