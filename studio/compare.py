@@ -100,6 +100,7 @@ class Arena:
         self.studio = studio
         self.store = studio.store
         studio.queue.runners["battle"] = self._run_battle
+        studio.queue.runners["sweep"] = self._run_sweep
 
     # -- contenders ---------------------------------------------------------------------------------------
 
@@ -290,6 +291,80 @@ class Arena:
             con.execute(f"COPY ({sql}) TO '{tmp.as_posix()}' (FORMAT {fmt})")
         tmp.replace(path)
         return path
+
+
+    # -- sweeps (an X/Y plot over one axis) ----------------------------------------------------------------
+
+    def submit_sweep(self, params: GenerateParams, axis: str, values: list[float], lora: str | None = None,
+                     owner: str | None = None) -> Job:
+        """One prompt and seed, one setting varied: `lora_weight` (of `lora`), `steps` or `guidance`."""
+        if axis not in SWEEP_AXES:
+            raise CompareError(f"sweep axis must be one of {', '.join(SWEEP_AXES)}, got {axis!r}")
+        if not 2 <= len(values) <= 12:
+            raise CompareError("a sweep needs 2 to 12 values")
+        if axis == "lora_weight":
+            if not lora:
+                raise CompareError("a LoRA weight sweep needs a LoRA")
+            others = tuple(r for r in params.loras if r.name != lora)
+            variants = [dataclasses.replace(params, loras=(*others, LoraRef(lora, float(v)))) for v in values]
+        elif axis == "steps":
+            variants = [dataclasses.replace(params, steps=int(v)) for v in values]
+        else:
+            variants = [dataclasses.replace(params, guidance=float(v)) for v in values]
+        seed = new_seed() if params.seed is None else params.seed
+        checked = [self.studio.check_generate(dataclasses.replace(v, seed=seed, count=1)) for v in variants]
+        return self.studio.queue.submit("sweep", _SweepJob(axis, list(values), checked), source="compare",
+                                        owner=owner)
+
+    def _run_sweep(self, job: Job) -> dict[str, Any]:
+        from pipelines.sprite import generate_sprites
+
+        sweep: _SweepJob = job.params
+        total, done, cells = sum(p.steps for p in sweep.params), 0, []
+        for p in sweep.params:
+            pipe = self.studio.manager.activate(p.model, p.loras)
+            native = pipe.default_sample_size * pipe.vae_scale_factor
+            p = p.resolved(width=native, height=native, model=p.model)
+            cells.append(generate_sprites(pipe, p, lambda s, _t, base=done: job.check(base + s, total))[0].sprite)
+            done += p.steps
+        labels = [f"{sweep.axis} {v:g}" for v in sweep.values]
+        grid = labelled_grid(cells, labels)
+        path = save_png(grid, self.studio.settings.outputs_dir / "sweeps" / f"{job.id}.png")
+        self.store.mark_job(job.id, "done")
+        return {"grid": path, "cells": cells, "labels": labels}
+
+
+SWEEP_AXES = ("lora_weight", "steps", "guidance")
+
+
+def labelled_grid(cells: list, labels: list[str], scale: int | None = None):
+    """Cells side by side, each enlarged with nearest-neighbour to ~128 px, with its label underneath."""
+    from PIL import Image, ImageDraw
+
+    w, h = cells[0].size
+    k = scale or max(1, 128 // max(w, h))
+    pad = 16
+    grid = Image.new("RGBA", (len(cells) * (w * k + 4), h * k + pad), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for i, (cell, label) in enumerate(zip(cells, labels, strict=True)):
+        x = i * (w * k + 4)
+        grid.alpha_composite(cell.convert("RGBA").resize((w * k, h * k), Image.NEAREST), (x, 0))
+        draw.text((x + 2, h * k + 2), label, fill=(0, 0, 0, 255))
+    return grid
+
+
+@dataclass
+class _SweepJob:
+    axis: str
+    values: list[float]
+    params: list[GenerateParams]
+
+    @property
+    def prompt(self) -> str:
+        return self.params[0].prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axis": self.axis, "values": self.values, "params": [p.to_dict() for p in self.params]}
 
 
 @dataclass

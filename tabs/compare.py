@@ -87,6 +87,18 @@ def build(studio: Studio) -> None:
             voter = gr.Textbox(label="Your name (optional)", value="")
             next_btn = gr.Button("Next battle [n]", elem_id="next-battle")
 
+    with gr.Accordion("Sweep (X/Y plot): one prompt and seed, one setting varied", open=False):
+        with gr.Row():
+            sw_prompt = gr.Textbox(label="Prompt", value="a red slime, pixel art game sprite")
+            sw_seed = gr.Textbox(label="Seed", value="1")
+            sw_axis = gr.Radio(["lora_weight", "steps", "guidance"], value="lora_weight", label="Vary")
+            sw_lora = gr.Dropdown([lo["name"] for lo in studio.loras()], label="LoRA (for lora_weight)",
+                                  allow_custom_value=True)
+            sw_values = gr.Textbox(label="Values", value="0.4, 0.6, 0.8, 1.0, 1.2")
+            sw_steps = gr.Slider(1, 100, value=30, step=1, label="Steps (when not varied)")
+        sw_run = gr.Button("Run sweep")
+        sw_grid = gr.Image(label="Sweep", type="filepath", format="png", elem_classes=["pixelated"])
+
     with gr.Accordion("Leaderboard", open=True):
         with gr.Row():
             board_set = gr.Dropdown(["(all)", *sets], value="(all)", label="Prompt set")
@@ -158,6 +170,26 @@ def build(studio: Studio) -> None:
     vote_tie.click(lambda b, w: cast(b, "tie", w), [battle_id, voter], [images, info], api_name="vote_tie")
     vote_bad.click(lambda b, w: cast(b, "both_bad", w), [battle_id, voter], [images, info], api_name="vote_both_bad")
     vote_best.click(lambda b, c, w: cast(b, c or "", w), [battle_id, best, voter], [images, info], api_name="vote")
+
+    def run_sweep(prompt_, seed_, axis, lora, values, steps_, progress=gr.Progress()):  # noqa: B008
+        from studio.params import GenerateParams
+
+        try:
+            vals = [float(v) for v in str(values).replace(";", ",").split(",") if v.strip()]
+            params = GenerateParams(prompt=prompt_ or "", seed=int(seed_) if str(seed_).strip() else None,
+                                    steps=int(steps_))
+            job = arena.submit_sweep(params, axis, vals, lora or None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        while not job.finished.wait(0.1):
+            if job.total:
+                progress((job.step, job.total), desc="sweep")
+        try:
+            return str(studio.result(job)["grid"])
+        except JobFailed as exc:
+            raise gr.Error(str(exc)) from None
+
+    sw_run.click(run_sweep, [sw_prompt, sw_seed, sw_axis, sw_lora, sw_values, sw_steps], sw_grid, api_name="sweep")
 
     def show_board(pset):
         from studio.ratings import head_to_head_figure, ratings_figure

@@ -100,3 +100,30 @@ def test_drop_png_restores_settings(page, live_studio):
     page.wait_for_function("document.querySelector('#prompt textarea').value === 'restore me'", timeout=30_000)
     assert page.input_value("#seed textarea, #seed input") == "4242"
     assert page.locator("#steps input[type=number]").input_value() == "5"
+
+
+def test_blind_battle_and_keyboard_vote(page, live_studio):
+    from studio.compare import Contender
+    from studio.params import LoraRef
+
+    arena = live_studio.studio.arena
+    arena.save_contender(Contender("plain-base"))
+    arena.save_contender(Contender("hidden-style", loras=(LoraRef("slime", 0.8),)))
+    page.reload()
+    page.get_by_role("tab", name="Compare").click()
+    picks = page.locator("#picks input")
+    for name in ("plain-base", "hidden-style"):
+        picks.fill(name)
+        picks.press("Enter")
+    page.locator("#battle-steps input[type=number]").fill("2")
+    page.click("#fight")
+    page.wait_for_selector("#battle-images img", timeout=60_000)
+    page.wait_for_function("document.querySelector('#battle-info').innerText.includes('vote to reveal')",
+                           timeout=30_000)
+    area = page.inner_text("#battle-area")
+    assert "plain-base" not in area and "hidden-style" not in area
+    page.locator("body").click(position={"x": 5, "y": 5})  # focus the page, not a text box
+    page.keyboard.press("1")
+    page.wait_for_function("document.querySelector('#battle-info').innerText.includes('hidden-style')",
+                           timeout=30_000)
+    assert arena.store.query("SELECT choice FROM votes")[-1]["choice"] == "A"

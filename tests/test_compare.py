@@ -196,3 +196,23 @@ def test_blind_battle_over_the_api_names_no_contender(live_studio, lora_files):
             assert "parameters" not in im.info
     images, info = c.predict(bid, "", api_name="/vote_a")
     assert "base-model" in info and "secret-lora" in info
+
+
+def test_lora_weight_sweep_grid(arena, studio):
+    from studio.params import GenerateParams
+
+    params = GenerateParams(prompt="a slime", seed=3, steps=2)
+    job = arena.submit_sweep(params, "lora_weight", [0.0, 0.5, 1.0], lora="slime")
+    out = studio.result(studio.queue.wait(job, 120))
+    assert out["labels"] == ["lora_weight 0", "lora_weight 0.5", "lora_weight 1"]
+    grid = Image.open(out["grid"])
+    w, h = out["cells"][0].size
+    k = max(1, 128 // max(w, h))
+    assert grid.size == (3 * (w * k + 4), h * k + 16)
+    plain = studio.generate(GenerateParams(prompt="a slime", seed=3, steps=2))
+    assert np.array_equal(np.asarray(out["cells"][0]), np.asarray(Image.open(plain.images[0].path)))
+    assert studio.manager.loads == 1
+    with pytest.raises(CompareError, match="sweep axis"):
+        arena.submit_sweep(params, "sampler", [1, 2])
+    with pytest.raises(CompareError, match="needs a LoRA"):
+        arena.submit_sweep(params, "lora_weight", [0.5, 1.0])
