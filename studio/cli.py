@@ -235,6 +235,30 @@ def cmd_pixelate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from studio.core import Studio
+    from studio.deploy import deploy
+    from studio.export import ExportError
+    from studio.store import StoreLockedError
+
+    try:
+        studio = Studio(_settings(args))
+    except (ValueError, StoreLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with studio:
+        try:
+            res = deploy(studio, args.source, Path(args.assets), args.name, args.kind)
+        except ExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    for f in res.files:
+        print(f)
+    if not args.quiet:
+        print("\n" + res.bevy_snippet, file=sys.stderr)
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     _quiet_libraries()
     from studio.core import Studio
@@ -314,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list checkpoints and LoRAs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="write a job's sprite/sheet/tileset (or a PNG) into a Bevy assets folder")
+    p.add_argument("source", help="a job id or an image file")
+    p.add_argument("--assets", required=True, help="the game's assets/ folder")
+    p.add_argument("--name", required=True, help="asset name: lowercase letters, digits, - and _")
+    p.add_argument("--kind", default="auto", choices=["auto", "sprite", "sheet", "tileset"])
+    p.add_argument("--quiet", action="store_true", help="do not print the Bevy snippet")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95% intervals)")
     p.add_argument("--json", action="store_true")

@@ -342,8 +342,9 @@ class _Layout:
         return self.sheet.height // self.tile[1]
 
 
-def _sheet_json(layout: _Layout, extra: dict, palette: list[str], source_job: str | int | None) -> dict:
-    return {
+def _sheet_json(layout: _Layout, extra: dict, palette: list[str], source_job: str | int | None,
+                source_params: dict | None = None) -> dict:
+    out = {
         "format": SHEET_FORMAT,
         "version": SHEET_FORMAT_VERSION,
         "kind": layout.kind,
@@ -356,6 +357,9 @@ def _sheet_json(layout: _Layout, extra: dict, palette: list[str], source_job: st
         "palette": palette,
         "source_job": source_job,
     }
+    if source_params is not None:
+        out["source_params"] = source_params  # the job's resolved params: enough to make the asset again
+    return out
 
 
 def _aseprite_json(layout: _Layout) -> dict:
@@ -471,13 +475,14 @@ def _export(
     source_job: object,
     allowed_roots: Sequence[Path] | None,
     overwrite: bool,
+    source_params: dict | None = None,
 ) -> ExportResult:
     """Shared tail of every export: validate the rest, check the folder, write the three files, build the result."""
     job = _check_source_job(source_job)
     colours = _palette_from_image(layout.sheet) if palette is None else _normalise_palette(palette)
     target = safe_asset_dir(assets_root, layout.kind, layout.name, allowed_roots)
     root = Path(assets_root).expanduser().resolve()
-    sheet_json = _sheet_json(layout, extra, colours, job)
+    sheet_json = _sheet_json(layout, extra, colours, job, source_params)
     files = [target / f"{layout.name}{suffix}" for suffix in (".png", ".sheet.json", ".aseprite.json")]
     for path in files:
         if path.is_dir() and not path.is_symlink():
@@ -512,6 +517,7 @@ def export_sprite(
     name: str,
     *,
     source_job: str | int | None = None,
+    source_params: dict | None = None,
     palette: Sequence[object] | None = None,
     allowed_roots: Sequence[Path] | None = None,
     overwrite: bool = True,
@@ -524,6 +530,7 @@ def export_sprite(
     return _export(
         layout, {"animations": {}}, assets_root,
         palette=palette, source_job=source_job, allowed_roots=allowed_roots, overwrite=overwrite,
+        source_params=source_params,
     )
 
 
@@ -533,6 +540,7 @@ def export_sheet(
     name: str,
     *,
     source_job: str | int | None = None,
+    source_params: dict | None = None,
     palette: Sequence[object] | None = None,
     allowed_roots: Sequence[Path] | None = None,
     overwrite: bool = True,
@@ -560,6 +568,7 @@ def export_sheet(
     return _export(
         layout, {"animations": ranges}, assets_root,
         palette=palette, source_job=source_job, allowed_roots=allowed_roots, overwrite=overwrite,
+        source_params=source_params,
     )
 
 
@@ -592,6 +601,7 @@ def export_tileset(
     columns: int | None = None,
     tile_names: Sequence[str] | None = None,
     source_job: str | int | None = None,
+    source_params: dict | None = None,
     palette: Sequence[object] | None = None,
     allowed_roots: Sequence[Path] | None = None,
     overwrite: bool = True,
@@ -622,6 +632,7 @@ def export_tileset(
     return _export(
         layout, {"tiles": tiles_info}, assets_root,
         palette=palette, source_job=source_job, allowed_roots=allowed_roots, overwrite=overwrite,
+        source_params=source_params,
     )
 
 

@@ -164,31 +164,26 @@ def build_mcp(studio: Studio) -> FastMCP:
 
     @mcp.tool
     def deploy_to_bevy(
-        source: Annotated[str, Field(description="A job id (its first sprite) or the path of a sprite PNG")],
+        source: Annotated[str, Field(description="A job id, or the path of a sprite PNG on the studio machine")],
         assets_dir: Annotated[str, Field(description="The game's assets/ folder (must be inside a project root)")],
         name: Annotated[str, Field(description="Asset name: lowercase letters, digits, - and _")],
-        kind: Annotated[str, Field(description="sprite (more kinds as they land)")] = "sprite",
+        kind: Annotated[str, Field(description="auto (from the job), sprite, sheet or tileset")] = "auto",
     ) -> dict:
-        """Write a sprite into a Bevy project's assets folder (atomically) and return the files written and a
-        Rust snippet that loads it with nearest-neighbour sampling."""
-        from PIL import Image
+        """Write a sprite, sheet or tileset into a Bevy project's assets folder (atomically), record it in
+        assets/sprites/manifest.json, and return the files written and a Rust snippet that loads it."""
+        from studio.deploy import deploy
+        from studio.export import ExportError
 
-        from studio.export import ExportError, export_sprite
-
-        if kind != "sprite":
-            raise ToolError(f"kind {kind!r} is not supported yet; use 'sprite'")
-        path, job_id = _resolve_source(studio, source)
         roots = studio.settings.project_roots
         if not roots:
             raise ToolError("no project roots are configured: set project_roots in studio.toml "
                             "(or DGXP_PROJECT_ROOTS) to the folders that hold your games")
         try:
-            with Image.open(path) as im:
-                im.load()
-                res = export_sprite(im, Path(assets_dir), name, source_job=job_id, allowed_roots=roots)
+            res = deploy(studio, source, Path(assets_dir), name, kind, allowed_roots=roots)
         except ExportError as exc:
             raise ToolError(str(exc)) from None
-        return {"files": [str(f) for f in res.files], "bevy_snippet": res.bevy_snippet}
+        return {"files": [str(f) for f in res.files], "asset_path": res.asset_path,
+                "bevy_snippet": res.bevy_snippet}
 
     @mcp.tool
     def list_models() -> list[dict]:
@@ -269,19 +264,6 @@ def _image_input(value: str, tmp: Path) -> Path:
     path = tmp / "upload"
     path.write_bytes(raw)
     return path
-
-
-def _resolve_source(studio: Studio, source: str) -> tuple[Path, str | None]:
-    try:
-        row = studio.job(source)
-    except NotFound:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise ToolError(f"{source!r} is neither a job id nor an existing file") from None
-        return path, None
-    if row["status"] != "done" or not row["images"]:
-        raise ToolError(f"job {source} has no finished images (status: {row['status']})")
-    return Path(row["images"][0]["path"]), source
 
 
 def _jsonable(row: dict) -> dict[str, Any]:

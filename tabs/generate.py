@@ -87,6 +87,16 @@ def build(studio: Studio) -> None:
                                  elem_id="sprites", elem_classes=["pixelated"])
             raws = gr.Gallery(label="Raw renders", columns=4, height=200, object_fit="contain", format="png",
                               elem_id="raws")
+            with gr.Accordion("Send to Bevy", open=False):
+                last_job = gr.State("")
+                with gr.Row():
+                    bevy_assets = gr.Textbox(label="Game assets folder", placeholder="/home/me/games/slime-quest/assets",
+                                             elem_id="bevy-assets")
+                    bevy_name = gr.Textbox(label="Asset name", placeholder="red_slime", elem_id="bevy-name")
+                    bevy_kind = gr.Dropdown(["auto", "sprite", "sheet", "tileset"], value="auto", label="As")
+                bevy_btn = gr.Button("Send the last job to Bevy", elem_id="bevy-btn")
+                bevy_files = gr.Markdown("", elem_id="bevy-files")
+                bevy_code = gr.Code(language=None, label="Bevy snippet (Rust)", interactive=False)
             with gr.Accordion("History", open=False):
                 search = gr.Textbox(label="Search prompts", value="")
                 refresh = gr.Button("Refresh history")
@@ -130,7 +140,7 @@ def build(studio: Studio) -> None:
             result = studio.result(job)
         except JobFailed as exc:
             if job.status == "cancelled":
-                return [], [], "Cancelled.", gr.update()
+                return [], [], "Cancelled.", gr.update(), gr.update()
             raise gr.Error(str(exc)) from None
         p = result.params
         seeds = ", ".join(str(im.seed) for im in result.images)
@@ -141,12 +151,13 @@ def build(studio: Studio) -> None:
             [(str(im.raw_path), f"seed {im.seed}") for im in result.images],
             msg,
             str(p.seed),
+            result.job_id,
         )
 
     gen_event = run.click(
         generate,
         [prompt, negative, model, loras, seed, steps, guidance, width, height, count, *pixel_inputs, raw_only],
-        [sprites, raws, status, seed],
+        [sprites, raws, status, seed, last_job],
         api_name="generate",
         concurrency_limit=None,  # the studio's own queue serialises GPU work; waiting here costs nothing
     )
@@ -194,6 +205,21 @@ def build(studio: Studio) -> None:
          status],
         api_name="restore",
     )
+
+    def send_to_bevy(job_id: str, assets: str, name: str, kind: str):
+        from studio.deploy import deploy
+
+        if not job_id:
+            raise gr.Error("generate something first")
+        roots = studio.settings.project_roots or (() if studio.settings.lan else None)
+        try:
+            res = deploy(studio, job_id, (assets or "").strip(), (name or "").strip(), kind, allowed_roots=roots)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return "Written:\n" + "\n".join(f"- `{f}`" for f in res.files), res.bevy_snippet
+
+    bevy_btn.click(send_to_bevy, [last_job, bevy_assets, bevy_name, bevy_kind], [bevy_files, bevy_code],
+                   api_name="send_to_bevy")
 
     def show_history(text: str):
         rows = studio.history(text or "", 64)
