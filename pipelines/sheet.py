@@ -128,7 +128,7 @@ class SheetOutput:
     raws: list[Image.Image]  # one render per frame (strip: the strip's cells)
     sheet: Image.Image  # 1 row x N columns, uniform cells, no padding
     gif: bytes  # animated preview, enlarged with nearest neighbour, loops forever
-    palette: np.ndarray  # (k, 3) uint8 shared by all frames
+    palette: np.ndarray  # (k, 3) uint8: the colours the frames use, all from the one shared palette
     strategy: str
     seeds: list[int]  # the seed of each frame (the same one for all, in both strategies)
     animation: str

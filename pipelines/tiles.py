@@ -11,7 +11,9 @@ pads the wrapped axes circularly and the others with zeros, then convolves with 
 and y-only as well as both. On exit the attribute is removed again (or the one that was there is put back), so
 the modules are exactly as before and a later job renders byte-identical pixels. LoRA convs (peft's `lora_A`)
 are plain `nn.Conv2d`s too and get the same treatment. The VAE encoder's asymmetric `F.pad` in its downsamplers
-is not a conv padding and stays zero; txt2img never runs the encoder.
+is not a conv padding and stays zero; txt2img never runs the encoder. Not covered: a Conv2d subclass whose
+own forward skips `_conv_forward` (diffusers' deprecated LoRACompatibleConv, unused by 0.42's models) and peft
+DoRA convs, which call F.conv2d with the base layer's zero padding.
 """
 
 from __future__ import annotations
@@ -218,6 +220,9 @@ def generate_tileset(pipe, params: GenerateParams, spec: TileSpec, on_step: Step
     spec.palette), then every tile is mapped to it with the engine's OKLab nearest-colour step, so the tiles
     of a set share their colours exactly. No stray clean-up: it treats the tile border as an edge, not a wrap.
     """
+    tw, th = spec.tile_size
+    if (params.width and tw > params.width) or (params.height and th > params.height):
+        raise ValueError(f"tile_size {tw}x{th} is larger than the render ({params.width}x{params.height})")
     job = dataclasses.replace(params, count=spec.count)
     if spec.seamless:
         with seamless(pipe):

@@ -212,3 +212,5 @@ def test_tile_spec_round_trip_and_validation():
             TileSpec(**kw)
     with pytest.raises(ValueError, match="unknown"):
         TileSpec.from_dict({"count": 2, "size": 3})
+    with pytest.raises(ValueError, match="larger than the render"):
+        generate_tileset(None, job(), TileSpec(tile_size=(128, 16)))
