@@ -62,3 +62,23 @@ def generate_sprites(pipe, params: GenerateParams, on_step: StepFn | None = None
         sprite = raw.convert("RGBA") if params.pixel is None else pixelate(raw, params.pixel).image
         outputs.append(SpriteOutput(seed, raw, sprite))
     return outputs
+
+
+def generate_item_batch(pipe, params: GenerateParams, prompts: list[str], on_step: StepFn | None = None
+                        ) -> list[SpriteOutput]:
+    """One sprite per prompt (item i gets seed + i), all reduced to ONE palette so a set of items (a shop's
+    stock, an inventory) looks like it belongs together."""
+    import dataclasses
+
+    from pipelines.pixel import PixelParams, shared_palette
+
+    total = params.steps * len(prompts)
+    raws: list[Image.Image] = []
+    for i, prompt in enumerate(prompts):
+        one = dataclasses.replace(params, prompt=prompt, seed=(params.seed + i) % 2**32, count=1)
+        step = None if on_step is None else (lambda s, _t, base=i * params.steps: on_step(base + s, total))
+        raws += render(pipe, one, step)
+    pixel = params.pixel or PixelParams()
+    palette = shared_palette(raws, pixel)
+    seeds = [(params.seed + i) % 2**32 for i in range(len(prompts))]
+    return [SpriteOutput(s, raw, pixelate(raw, pixel, palette=palette).image) for s, raw in zip(seeds, raws, strict=True)]

@@ -235,6 +235,85 @@ def cmd_pixelate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _wait(job, quiet: bool) -> None:
+    from tqdm import tqdm
+
+    with tqdm(total=job.total or None, unit="step", disable=quiet, file=sys.stderr) as bar:
+        while not job.finished.wait(0.1):
+            bar.total = job.total or bar.total
+            bar.n = job.step
+            bar.refresh()
+
+
+def cmd_workflows(args: argparse.Namespace) -> int:
+    from studio.settings import load_settings
+    from studio.workflows import BUILTIN_DIR, load_workflows
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    flows = load_workflows(BUILTIN_DIR, settings.data_dir / "workflows")
+    for wf in flows.values():
+        values = ", ".join(f"{k}={wf.values.get(k, '?')!r}" for k in wf.placeholders)
+        print(f"{wf.name:18} {wf.kind:8} {wf.description}\n{'':27}values: {values or '-'}")
+    return 0
+
+
+def cmd_run_workflow(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    import shutil
+
+    from studio.core import JobFailed, Studio
+    from studio.store import StoreLockedError
+    from studio.workflows import run_workflow
+
+    try:
+        values = _parse_sets(args.set)
+        overrides = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+        studio = Studio(_settings(args))
+    except (ValueError, StoreLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with studio:
+        try:
+            job = run_workflow(studio, args.name, values, source="cli", generate=overrides)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            _wait(job, args.quiet)
+        except KeyboardInterrupt:
+            studio.queue.cancel(job.id)
+            studio.queue.wait(job, 30)
+            print("cancelled", file=sys.stderr)
+            return 130
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(result.images):
+        dst = out / f"{args.name}-{i}-{im.seed}.png"
+        shutil.copyfile(im.path, dst)
+        print(dst)
+    for name, path in result.extras.items():
+        dst = out / f"{args.name}-{name}"
+        shutil.copyfile(path, dst)
+        print(dst)
+    print(f"job {result.job_id}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from studio.core import Studio
     from studio.deploy import deploy
@@ -338,6 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list checkpoints and LoRAs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("workflows", help="list the workflow templates (built in and yours)")
+    p.set_defaults(func=cmd_workflows)
+
+    p = sub.add_parser("run-workflow", help="run a workflow template, e.g. walk_cycle --set subject='a knight'")
+    p.add_argument("name")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fill a {placeholder}")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run_workflow)
 
     p = sub.add_parser("export", help="write a job's sprite/sheet/tileset (or a PNG) into a Bevy assets folder")
     p.add_argument("source", help="a job id or an image file")

@@ -11,11 +11,11 @@ import dataclasses
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.demo import ensure_demo_model
-from studio.files import save_png
+from studio.files import atomic_write_bytes, save_png
 from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
 from studio.metadata import pnginfo
@@ -51,7 +51,41 @@ class ImageResult:
 class GenerateResult:
     job_id: str
     params: GenerateParams  # resolved: seed, size and model filled in
-    images: list[ImageResult]
+    images: list[ImageResult]  # sprites, or a sheet's frames, or a tileset's tiles, in order
+    extras: dict[str, Path] = field(default_factory=dict)  # sheet.png, preview.gif, repeat-N.png ...
+    info: dict = field(default_factory=dict)  # strategy, seam reports ...
+
+
+@dataclass
+class SpecJob:
+    """A sheet or tileset job: the generation params plus the pipeline's own spec, stored under `key`."""
+
+    params: GenerateParams
+    spec: object  # SheetSpec | TileSpec (frozen, with to_dict)
+    key: str  # "sheet" | "tiles"
+
+    @property
+    def prompt(self) -> str:
+        return self.params.prompt
+
+    def to_dict(self) -> dict:
+        return {**self.params.to_dict(), self.key: self.spec.to_dict()}
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """The prompts of an item batch: one sprite each, one palette for all."""
+
+    prompts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.prompts) <= 32:
+            raise ParamsError(f"an item batch needs 1 to 32 items, got {len(self.prompts)}")
+        if not all(isinstance(p, str) and p.strip() for p in self.prompts):
+            raise ParamsError("every item needs a non-empty prompt")
+
+    def to_dict(self) -> dict:
+        return {"prompts": list(self.prompts)}
 
 
 class Studio:
@@ -68,7 +102,8 @@ class Studio:
         if not [m for m in self.registry.checkpoints() if not m.demo]:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
-        self.queue = JobQueue(self.store, {"generate": self._run_generate})
+        self.queue = JobQueue(self.store, {"generate": self._run_generate, "sheet": self._run_sheet,
+                                           "tileset": self._run_tileset, "batch": self._run_batch})
         from studio.compare import Arena
 
         self.arena = Arena(self)
@@ -139,46 +174,108 @@ class Studio:
             raise JobFailed(job)
         return job.result
 
-    def _run_generate(self, job: Job) -> GenerateResult:
-        params: GenerateParams = job.params
+    def _prepare(self, job: Job) -> tuple[object, GenerateParams]:
+        """Activate the job's model and LoRAs; fill in the render size the model was trained at."""
+        params: GenerateParams = job.params.params if isinstance(job.params, SpecJob) else job.params
         pipe = self.manager.activate(params.model, params.loras)
         native = pipe.default_sample_size * pipe.vae_scale_factor
-        params = params.resolved(width=native, height=native, model=params.model)
-        job.params = params
-        job.total = params.steps
+        return pipe, params.resolved(width=native, height=native, model=params.model)
+
+    def _run_generate(self, job: Job) -> GenerateResult:
         from pipelines.sprite import generate_sprites
 
+        pipe, params = self._prepare(job)
+        job.params, job.total = params, params.steps
         started = time.perf_counter()
         outputs = generate_sprites(pipe, params, job.check)
         log.info("job %s rendered %d image(s) in %.2f s", job.id, len(outputs), time.perf_counter() - started)
+        return self._store(job, params, params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs])
+
+    def _run_sheet(self, job: Job) -> GenerateResult:
+        from pipelines.sheet import generate_sheet
+
+        pipe, params = self._prepare(job)
+        spec = job.params.spec
+        job.params = SpecJob(params, spec, "sheet")
+        out = generate_sheet(pipe, params, spec, job.check)
+        frames = [(seed, frame, raw) for seed, frame, raw in zip(out.seeds, out.frames, out.raws, strict=True)]
+        info = {"strategy": out.strategy, "animation": out.animation, "fps": out.fps, "prompts": out.prompts}
+        return self._store(job, params, job.params.to_dict(), frames, {"sheet": spec.to_dict(), **info},
+                           {"sheet.png": out.sheet, "preview.gif": out.gif})
+
+    def _run_tileset(self, job: Job) -> GenerateResult:
+        from pipelines.tiles import generate_tileset, repeat_preview
+
+        pipe, params = self._prepare(job)
+        spec = job.params.spec
+        job.params = SpecJob(params, spec, "tiles")
+        out = generate_tileset(pipe, params, spec, job.check)
+        tiles = list(zip(out.seeds, out.tiles, out.raws, strict=True))
+        info = {"seamless": out.seamless, "seams": [r.to_dict() for r in out.reports]}
+        extras = {f"repeat-{i}.png": repeat_preview(t) for i, t in enumerate(out.tiles)}
+        return self._store(job, params, job.params.to_dict(), tiles, {"tiles": spec.to_dict(), **info}, extras)
+
+    def _store(self, job: Job, params: GenerateParams, job_params: dict, images: list[tuple], info: dict | None = None,
+               extras: dict[str, object] | None = None) -> GenerateResult:
+        """Write every image (with metadata) and extra file, then record them and 'done' in one transaction.
+
+        Any failure (a full disk) removes what this job wrote, so no orphan files and no half-recorded job.
+        """
+        from PIL import Image
+
         entry = self.registry.checkpoint(params.model)
         model_hash = self.registry.hashes.short_hash(entry.path) if entry.kind == "single_file" else None
-        day = time.strftime("%Y-%m-%d")
-        folder = self.settings.outputs_dir / day
+        folder = self.settings.outputs_dir / time.strftime("%Y-%m-%d")
         written: list[Path] = []
-        images: list[ImageResult] = []
+        results: list[ImageResult] = []
+        extra_paths: dict[str, Path] = {}
         try:
-            for i, out in enumerate(outputs):
-                info = pnginfo(params, out.seed, {"job_id": job.id, "index": i}, model_hash)
-                sprite_path = save_png(out.sprite, folder / f"{job.id}-{i}.png", info)
-                written.append(sprite_path)
-                raw_path = save_png(out.raw, folder / f"{job.id}-{i}-raw.png", info)
-                written.append(raw_path)
-                images.append(ImageResult(uuid.uuid4().hex[:12], out.seed, sprite_path, raw_path, *out.sprite.size))
-            self.store.finish_job(
-                job.id,
-                params.to_dict(),
-                [
-                    {"id": im.id, "idx": i, "seed": im.seed, "path": str(im.path), "raw_path": str(im.raw_path),
-                     "width": im.width, "height": im.height}
-                    for i, im in enumerate(images)
-                ],
-            )
+            for i, (seed, sprite, raw) in enumerate(images):
+                meta = pnginfo(params, seed, {"job_id": job.id, "index": i, **(info or {})}, model_hash)
+                written.append(save_png(sprite, folder / f"{job.id}-{i}.png", meta))
+                written.append(save_png(raw, folder / f"{job.id}-{i}-raw.png", meta))
+                results.append(ImageResult(uuid.uuid4().hex[:12], seed, written[-2], written[-1], *sprite.size))
+            for name, content in (extras or {}).items():
+                path = folder / f"{job.id}-{name}"
+                if isinstance(content, Image.Image):
+                    written.append(save_png(content, path))
+                else:
+                    written.append(atomic_write_bytes(path, content))
+                extra_paths[name] = written[-1]
+            self.store.finish_job(job.id, job_params, [
+                {"id": im.id, "idx": i, "seed": im.seed, "path": str(im.path), "raw_path": str(im.raw_path),
+                 "width": im.width, "height": im.height}
+                for i, im in enumerate(results)
+            ])
         except BaseException:
-            for p in written:  # a full disk mid-batch leaves no orphan files behind
+            for p in written:
                 p.unlink(missing_ok=True)
             raise
-        return GenerateResult(job.id, params, images)
+        return GenerateResult(job.id, params, results, extra_paths, dict(info or {}))
+
+    def _run_batch(self, job: Job) -> GenerateResult:
+        from pipelines.sprite import generate_item_batch
+
+        pipe, params = self._prepare(job)
+        items = job.params.spec
+        job.params = SpecJob(params, items, "items")
+        outputs = generate_item_batch(pipe, params, items.prompts, job.check)
+        return self._store(job, params, job.params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs],
+                           {"items": items.to_dict()})
+
+    # -- sheets and tilesets ------------------------------------------------------------------------------
+
+    def submit_sheet(self, params: GenerateParams, spec, source: str = "python", owner: str | None = None) -> Job:
+        return self.queue.submit("sheet", SpecJob(self.check_generate(params), spec, "sheet"), source, owner)
+
+    def submit_batch(self, params: GenerateParams, prompts: list[str], source: str = "python",
+                     owner: str | None = None) -> Job:
+        """Several items (one prompt each) in one job with one shared palette."""
+        items = ItemList(tuple(prompts))
+        return self.queue.submit("batch", SpecJob(self.check_generate(params), items, "items"), source, owner)
+
+    def submit_tileset(self, params: GenerateParams, spec, source: str = "python", owner: str | None = None) -> Job:
+        return self.queue.submit("tileset", SpecJob(self.check_generate(params), spec, "tiles"), source, owner)
 
     # -- lookups ------------------------------------------------------------------------------------------
 
