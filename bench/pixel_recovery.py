@@ -157,6 +157,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "bench/results/pixel_recovery.json"), help="results JSON")
     ap.add_argument("--save-outputs", metavar="DIR", help="also write our output PNGs to DIR")
     ap.add_argument("--table", metavar="JSON", help="only re-print the tables of a saved results JSON")
+    ap.add_argument("--reuse", metavar="JSON", help="take the results of methods found in this saved JSON "
+                    "(e.g. a long peer run) instead of running them again")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -185,10 +187,16 @@ def main() -> None:
         save_dir.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    reused = {}
+    if args.reuse:
+        reused = {r["method"]: r for r in json.loads(Path(args.reuse).read_text())["results"]}
     results = []
     for m in methods:
         print(f"== {m}", flush=True)
-        if m == OURS:
+        if m in reused:
+            print(f"   (results reused from {args.reuse})")
+            results.append(reused[m])
+        elif m == OURS:
             results.append(run_ours(score, manifest, data, ids, args.limit, args.quiet, save_dir))
         else:
             sargs = argparse.Namespace(ids=list(ids) if ids else None, limit=args.limit, timeout=args.timeout,

@@ -32,7 +32,14 @@ from scipy import ndimage
 MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
 MIN_CELLS = 2.5  # the largest period searched is (art extent) / MIN_CELLS
 MIN_VISIBLE = 0.4
-OUTER_SKIP = 6  # px at each end of the art span that do not vote (see _clean_profile)
+SELECT_TOP = 6  # comb candidates examined by the split test
+RATE_MARGIN = 0.01  # share of broken cells tolerated above the comb's choice
+SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
+SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
+TEST_LINES = 160
+MIN_TESTED = 4  # a lattice needs this many inner cells for the split test to vouch for it
+MIN_GAIN_SHARE = 0.35  # ... and this share of the best comb gain  # lines sampled per axis for the split test
+OUTER_SKIP = 12  # px at each end of the art span searched for its outer edge (see _clean_profile)
 PEAK_CAP = 3.0  # profile peaks are capped at this multiple of the median peak
 KAPPA_NOISE = 2.0  # cost of one comb tooth: this many noise std of its window sum ...
 KAPPA_FLOOR = 0.03  # ... plus this fraction of the best comb's mean tooth mass  # fraction of a cell that must lie inside the image to be counted
@@ -95,7 +102,19 @@ def _pixel_noise(d: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(sub - med))) + 0.25 * med
 
 
-def edge_profiles(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+@dataclass(frozen=True)
+class Profiles:
+    """Edge profiles of both axes, their noise level and the art's span on each axis."""
+
+    x: np.ndarray
+    y: np.ndarray
+    noise_x: float
+    noise_y: float
+    span_x: tuple[int, int]
+    span_y: tuple[int, int]
+
+
+def edge_profiles(feat: np.ndarray) -> Profiles:
     """Edge profile per axis. Index i is the boundary between pixel i and i+1 (position i+1).
 
     Per-pixel differences are capped so one high-contrast silhouette does not drown the
@@ -117,7 +136,7 @@ def edge_profiles(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, floa
     py = cols.sum(1).astype(np.float64)
     nx = _pixel_noise(rows) * np.sqrt(rows.shape[0]) if rows.size else 0.0
     ny = _pixel_noise(cols) * np.sqrt(cols.shape[1]) if cols.size else 0.0
-    return px, py, nx, ny
+    return Profiles(px, py, nx, ny, (xlo, xhi + 1), (ylo, yhi + 1))
 
 
 def deblock(p: np.ndarray, block: int = 8) -> np.ndarray:
@@ -173,8 +192,10 @@ def _clean_profile(p: np.ndarray) -> tuple[np.ndarray, int, int]:
     # After a crop that is the middle of a cell, not a lattice line, so those two edges
     # are no evidence: only the inner boundaries vote.
     q = q.copy()
-    q[max(0, lo - 2) : lo + OUTER_SKIP] = np.minimum(q[max(0, lo - 2) : lo + OUTER_SKIP], 0.0)
-    q[max(0, hi - OUTER_SKIP) : hi + 2] = np.minimum(q[max(0, hi - OUTER_SKIP) : hi + 2], 0.0)
+    a = lo + int(np.argmax(q[lo : lo + OUTER_SKIP]))  # the outermost edge itself ...
+    b = hi - OUTER_SKIP + int(np.argmax(q[max(lo, hi - OUTER_SKIP) : hi]))
+    q[max(0, lo - 2) : a + 5] = np.minimum(q[max(0, lo - 2) : a + 5], 0.0)  # ... and its blur
+    q[max(0, b - 4) : hi + 2] = np.minimum(q[max(0, b - 4) : hi + 2], 0.0)
     return q, lo, hi
 
 
@@ -331,8 +352,8 @@ def refine_cuts(q: np.ndarray, cuts: np.ndarray, c: float, size: int, smooth: fl
 # per-axis solve
 # ----------------------------------------------------------------------------------------
 def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
-                   prior: float | None, noise: float | None = None) -> tuple[float, float]:
-    """Best (period, phase) for one axis among spectral candidates and their harmonics."""
+                   prior: float | None, noise: float | None = None) -> list[tuple[float, float, float]]:
+    """(period, phase, gain) of the spectral candidates and their harmonics, best first."""
     cands = _spectrum_candidates(q, lo, hi, cmin, cmax)
     if prior is not None:
         cands.append(prior)
@@ -343,7 +364,7 @@ def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
                 extra.append(c * f)
     cands = cands + extra
     if not cands:
-        return float(max(hi - lo, 1)), float(lo)
+        return [(float(max(hi - lo, 1)), float(lo), 0.0)]
     fits = [fit_comb(q, lo, hi, c) for c in cands]
     # a tooth must carry more edge mass than noise could
     if noise is None:  # no image-based estimate: robust spread of the profile itself
@@ -351,21 +372,88 @@ def _choose_period(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
         noise = 1.4826 * float(np.median(np.abs(seg - np.median(seg)))) if seg.size else 0.0
     means = [float(np.mean(m)) if (m := _tooth_mass(q, lo, hi, c, o)).size else 0.0 for c, o, _ in fits]
     floor = KAPPA_FLOOR * max(means)
-    best, best_gain = None, -np.inf
+    ranked = []
     for (c, o, _h) in fits:
         gain = _comb_gain(q, lo, hi, c, o, noise, floor)
         if prior is not None:
             gain *= 1.0 + 0.5 * np.exp(-0.5 * (np.log(c / prior) / 0.03) ** 2)
-        if gain > best_gain * (1 + 1e-9):
-            best, best_gain = (c, o), gain
-    assert best is not None
+        ranked.append((c, o, gain))
+    ranked.sort(key=lambda t: -t[2])
+    return ranked
+
+
+class SplitTester:
+    """Image-space check of a lattice along one axis: do its cells hide an edge?
+
+    For every line (row for the x axis) and every cell, the inner part of the cell (20 %
+    trimmed at both ends, where blur lives) is split in two halves; the cell is *broken*
+    on that line when the halves' mean colours differ by more than noise allows. A
+    lattice that is too coarse (2c, 3c) or simply wrong breaks many cells; the true one
+    and its refinements (c/2, c/3, the JPEG 8 px grid...) break almost none. So among the
+    candidates whose broken rate is near the lowest, the coarsest is the lattice.
+    """
+
+    def __init__(self, lines: np.ndarray):
+        r, n, ch = lines.shape
+        self.n_lines, self.length = r, n
+        self.prefix = np.zeros((r, n + 1, ch))
+        np.cumsum(lines, axis=1, dtype=np.float64, out=self.prefix[:, 1:])
+        d = np.abs(np.diff(lines, axis=1)).reshape(-1, ch) if n > 1 else np.zeros((1, ch))
+        self.sigma = np.maximum(1.4826 * np.median(d, axis=0) / np.sqrt(2.0), 1.0)
+
+    def rate(self, cuts: np.ndarray) -> float:
+        """Share of (line, cell) pairs that are broken. The first and last cells are not
+        tested: they may be cut by the image border, with padding inside."""
+        a, b = cuts[1:-2], cuts[2:-1]
+        m = np.maximum(1.0, 0.2 * (b - a))
+        ia = np.clip(np.ceil(a + m - 1e-6), 0, self.length).astype(np.intp)
+        ib = np.clip(np.floor(b - m + 1e-6), 0, self.length).astype(np.intp)
+        ok = (ib - ia) >= 2
+        if ok.sum() < MIN_TESTED or self.n_lines == 0:
+            return 1.0  # too few cells to vouch for this lattice
+        ia, ib = ia[ok], ib[ok]
+        im = ia + (ib - ia) // 2
+        s = self.prefix
+        left = (s[:, im] - s[:, ia]) / (im - ia)[None, :, None]
+        right = (s[:, ib] - s[:, im]) / (ib - im)[None, :, None]
+        tol = SPLIT_SIGMAS * self.sigma[None, None, :] * np.sqrt(1.0 / (im - ia) + 1.0 / (ib - im))[None, :, None]
+        broken = np.any(np.abs(left - right) > np.maximum(tol, SPLIT_MIN_DIFF), axis=-1)
+        return float(broken.mean())
+
+
+def _select(ranked: list[tuple[float, float, float]], size: int, tester: SplitTester | None,
+            prior: float | None) -> tuple[float, float]:
+    """Final choice: the best comb, or a coarser lattice that is an integer multiple of it
+    (k c) when the split test shows that k c explains the image as well (so the comb's
+    extra teeth sat on JPEG blocks, dither or repeated texture, not on cell borders)."""
+    c1, o1, g1 = ranked[0]
+    if prior is not None:
+        near = [t for t in ranked if abs(t[0] / prior - 1) < 0.05 and t[2] >= MIN_GAIN_SHARE * g1]
+        if near:
+            c1, o1, g1 = near[0]
+    if tester is None:
+        return c1, o1
+    base = tester.rate(uniform_cuts(size, c1, o1))
+    best = (c1, o1)
+    if base >= 1.0:  # the comb's lattice cannot be tested: nothing to compare with
+        return best
+    for c, o, g in sorted(ranked[1:], key=lambda t: -t[0]):
+        k = c / c1
+        if k < 1.5 or abs(k - round(k)) > 0.02 * k or g < MIN_GAIN_SHARE * g1:
+            continue
+        if prior is not None and abs(c / prior - 1) > 0.05 and abs(c1 / prior - 1) < 0.05:
+            continue
+        if tester.rate(uniform_cuts(size, c, o)) <= base + RATE_MARGIN:
+            best = (c, o)
+            break
     return best
 
 
 def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact: bool = False,
-               drift: bool = True, min_period: float = MIN_PERIOD, noise: float | None = None) -> AxisGrid:
+               drift: bool = True, min_period: float = MIN_PERIOD, noise: float | None = None,
+               tester: SplitTester | None = None) -> AxisGrid:
     """Recover the cell boundaries along one axis of length `size` from its edge profile
-    (noise: std of one profile entry, if known)."""
+    (noise: std of one profile entry, if known; tester: image-space check of candidates)."""
     q, lo, hi = _clean_profile(profile)
     if exact and target:
         return _solve_exact(q, lo, hi, size, target)
@@ -376,7 +464,8 @@ def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact:
         prior = size / target
         cmin = min(cmin, 0.8 * prior)
     cmax = max(cmin * 1.01, max(span, size * 0.5) / MIN_CELLS)
-    c, o = _choose_period(q, lo, hi, cmin, cmax, prior, noise)
+    ranked = _choose_period(q, lo, hi, cmin, cmax, prior, noise)
+    c, o = _select(ranked, size, tester, prior)
     cuts = uniform_cuts(size, c, o)
     if drift:
         cuts = refine_cuts(q, cuts, c, size)
@@ -444,10 +533,14 @@ def detect_grid(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bo
     if size is None and is_native(rgba):
         return Grid(AxisGrid(np.arange(w + 1, dtype=np.float64), 1.0, 0.0),
                     AxisGrid(np.arange(h + 1, dtype=np.float64), 1.0, 0.0))
-    px, py, nx, ny = edge_profiles(features(rgba))
+    feat = features(rgba)
+    pr = edge_profiles(feat)
     tw, th = size if size is not None else (None, None)
-    gx = solve_axis(px, w, tw, exact, drift, noise=nx)
-    gy = solve_axis(py, h, th, exact, drift, noise=ny)
+    (x0, x1), (y0, y1) = pr.span_x, pr.span_y
+    rows = feat[y0:y1:max(1, (y1 - y0) // TEST_LINES)]
+    cols = feat[:, x0:x1:max(1, (x1 - x0) // TEST_LINES)].transpose(1, 0, 2)
+    gx = solve_axis(pr.x, w, tw, exact, drift, noise=pr.noise_x, tester=SplitTester(rows))
+    gy = solve_axis(pr.y, h, th, exact, drift, noise=pr.noise_y, tester=SplitTester(cols))
     return Grid(gx, gy)
 
 

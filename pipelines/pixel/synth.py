@@ -42,10 +42,9 @@ def make_sprite(w: int = 16, h: int = 16, n_colors: int = 5, seed: int = 0, marg
     blob |= rng.random((ih, iw)) < 0.15
     blob = ndimage.binary_opening(blob) | blob & ndimage.binary_erosion(blob)
     blob = ndimage.binary_fill_holes(blob)
-    body = rng.integers(1, n_colors, (max(2, ih // 3), max(2, iw // 3)))
-    body = np.kron(body, np.ones((3, 3), int))[:ih, :iw]
-    if body.shape != (ih, iw):
-        body = np.pad(body, ((0, ih - body.shape[0]), (0, iw - body.shape[1])), mode="edge")
+    field = ndimage.gaussian_filter(rng.random((ih, iw)), 1.0)
+    cuts = np.quantile(field, np.linspace(0, 1, n_colors)[1:-1]) if n_colors > 2 else np.array([])
+    body = 1 + np.searchsorted(cuts, field)
     edge = blob & ~ndimage.binary_erosion(blob)
     idx = np.where(edge, 0, body)
     inner = np.zeros((ih, iw, 4), np.uint8)
