@@ -127,6 +127,10 @@ def build_mcp(studio: Studio) -> FastMCP:
             job = studio.submit_generate(params, source="mcp")
         except ValueError as exc:
             raise ToolError(str(exc)) from None
+        return await finish(job, ctx)
+
+    async def finish(job, ctx: Context | None) -> ToolResult:
+        """Wait for the job with progress; return its images as MCP image content plus a JSON summary."""
         await wait_with_progress(job, ctx)
         try:
             result = studio.result(job)
@@ -134,12 +138,90 @@ def build_mcp(studio: Studio) -> FastMCP:
             raise ToolError(f"job {job.id} {job.status}: {exc}") from None
         info = {
             "job_id": result.job_id,
+            "kind": job.kind,
             "model": result.params.model,
             "images": [{"path": str(im.path), "seed": im.seed, "width": im.width, "height": im.height}
                        for im in result.images],
+            "files": {name: str(path) for name, path in result.extras.items()},
+            **_jsonable(result.info),
         }
-        return ToolResult(content=[*(_png_content(im.path) for im in result.images), json.dumps(info)],
+        pngs = [im.path for im in result.images]
+        if "sheet.png" in result.extras:
+            pngs = [result.extras["sheet.png"]]
+        return ToolResult(content=[*(_png_content(p) for p in pngs[:16]), json.dumps(info)],
                           structured_content=info)
+
+    @mcp.tool
+    async def generate_sprite_sheet(
+        prompt: Annotated[str, Field(description="The character, e.g. 'a knight in silver armour, side view'")],
+        animation: Annotated[str, Field(description="idle, walk, run, attack, jump, hurt, death, or any word")] = "walk",
+        frames: Annotated[int, Field(description="Frames in the animation", ge=2, le=8)] = 4,
+        size: Annotated[str, Field(description="Native frame size WxH")] = "32x32",
+        strategy: Annotated[str, Field(description="img2img (frame 0, then poses) or strip (one render)")] = "img2img",
+        fps: Annotated[float, Field(ge=1, le=50)] = 8.0,
+        colors: Annotated[int | None, Field(ge=2, le=256)] = 16,
+        seed: int | None = None,
+        steps: Annotated[int, Field(ge=1, le=150)] = 30,
+        ctx: Context | None = None,
+    ) -> ToolResult:
+        """An animation as frames sharing identity, size and ONE palette: returns the sheet PNG (frames in one
+        row), the frame paths, a GIF preview path and the job id."""
+        from pipelines.sheet import SheetSpec
+
+        try:
+            spec = SheetSpec(animation=animation, frames=frames, frame_size=_size(size), strategy=strategy,
+                             fps=fps, colors=colors)
+            job = studio.submit_sheet(GenerateParams(prompt=prompt, seed=seed, steps=steps), spec, source="mcp")
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        return await finish(job, ctx)
+
+    @mcp.tool
+    async def generate_tileset(
+        prompt: Annotated[str, Field(description="The terrain, e.g. 'grass with small flowers, top-down'")],
+        tiles: Annotated[int, Field(description="How many variants", ge=1, le=16)] = 4,
+        size: Annotated[str, Field(description="Native tile size WxH")] = "16x16",
+        seamless: Annotated[bool, Field(description="Tiles wrap around without seams")] = True,
+        colors: Annotated[int | None, Field(ge=2, le=256)] = 16,
+        seed: int | None = None,
+        steps: Annotated[int, Field(ge=1, le=150)] = 30,
+        ctx: Context | None = None,
+    ) -> ToolResult:
+        """Seamless tile variants in one palette, with a per-tile seam check; returns the tiles and job id."""
+        from pipelines.tiles import TileSpec
+
+        try:
+            spec = TileSpec(count=tiles, tile_size=_size(size), seamless=seamless, colors=colors)
+            job = studio.submit_tileset(GenerateParams(prompt=prompt, seed=seed, steps=steps), spec, source="mcp")
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        return await finish(job, ctx)
+
+    @mcp.tool
+    def list_workflows() -> list[dict]:
+        """Workflow templates (built in and the user's own) with their placeholders and defaults."""
+        from studio.workflows import workflows_for
+
+        return [{"name": w.name, "kind": w.kind, "description": w.description,
+                 "values": {k: w.values.get(k) for k in w.placeholders}, "items": list(w.items)}
+                for w in workflows_for(studio).values()]
+
+    @mcp.tool
+    async def run_workflow(
+        name: Annotated[str, Field(description="A workflow from list_workflows")],
+        values: Annotated[dict[str, str] | None, Field(description="Placeholder values, e.g. {'subject': 'a bat'}")]
+        = None,
+        seed: int | None = None,
+        ctx: Context | None = None,
+    ) -> ToolResult:
+        """Run a workflow template (sprite, item batch, animation sheet or tileset) and return its output."""
+        from studio.workflows import run_workflow as run
+
+        try:
+            job = run(studio, name, values or {}, source="mcp", generate={"seed": seed} if seed is not None else None)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        return await finish(job, ctx)
 
     @mcp.tool
     def pixelate_image(

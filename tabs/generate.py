@@ -45,10 +45,20 @@ def _seed(text) -> int | None:
 
 
 def build(studio: Studio) -> None:
+    from studio.workflows import workflows_for
+
     models = [m["name"] for m in studio.models()]
     palettes = _palette_names()
+    flows = workflows_for(studio)
     with gr.Row():
         with gr.Column(scale=2):
+            with gr.Accordion("Workflow", open=False):
+                with gr.Row():
+                    workflow = gr.Dropdown(["", *flows], value="", label="Workflow template", elem_id="workflow",
+                                           allow_custom_value=True)
+                    wf_values = gr.Textbox(label="Values (key=value, one per line)", lines=2, elem_id="wf-values")
+                wf_info = gr.Markdown("")
+                wf_run = gr.Button("Run workflow", elem_id="wf-run")
             prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a red slime monster, pixel art, game sprite",
                                 elem_id="prompt")
             negative = gr.Textbox(label="Negative prompt", lines=1, value="blurry, text, watermark")
@@ -161,6 +171,62 @@ def build(studio: Studio) -> None:
         api_name="generate",
         concurrency_limit=None,  # the studio's own queue serialises GPU work; waiting here costs nothing
     )
+
+    def pick_workflow(name: str):
+        """Fill the form from a template: its filled prompt and its generate / pixel settings."""
+        flows_now = workflows_for(studio)
+        if not name or name not in flows_now:
+            return [gr.update()] * 10
+        wf = flows_now[name]
+        try:
+            kind, p, extra = wf.build()
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        px = p.pixel
+        size = px.size if px and px.size else (0, 0)
+        values = "\n".join(f"{k}={wf.values.get(k, '')}" for k in wf.placeholders)
+        items = f"\n\nItems: {', '.join(wf.items)} (override with `items=a, b, c`)" if wf.items else ""
+        info = f"**{wf.name}** ({kind}) — {wf.description}{items}"
+        prompt_text = extra[0] if kind == "batch" else p.prompt
+        return (prompt_text, p.negative, p.steps, p.guidance, p.count, size[0], size[1],
+                (px.colors or 0) if px else 0, values, info)
+
+    workflow.change(pick_workflow, workflow,
+                    [prompt, negative, steps, guidance, count, sprite_w, sprite_h, colors, wf_values, wf_info],
+                    api_name="pick_workflow")
+
+    def run_flow(name, values_text, seed_, steps_, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        from studio.workflows import run_workflow
+
+        try:
+            values = dict(line.split("=", 1) for line in (values_text or "").splitlines() if "=" in line)
+            values = {k.strip(): v.strip() for k, v in values.items()}
+            overrides = {"steps": int(steps_)}
+            if _seed(seed_) is not None:
+                overrides["seed"] = _seed(seed_)
+            job = run_workflow(studio, name or "", values, source="ui", generate=overrides,
+                               owner=request.session_hash if request else None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        while not job.finished.wait(0.1):
+            if job.status == "running" and job.total:
+                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            raise gr.Error(str(exc)) from None
+        extras = [(str(p), n) for n, p in result.extras.items()]
+        msg = f"**Job {result.job_id}** · workflow `{name}` · {len(result.images)} image(s)"
+        if "seams" in result.info:
+            ok = sum(r["passes"] for r in result.info["seams"])
+            msg += f" · seamless check: {ok}/{len(result.info['seams'])} tiles pass"
+        if "strategy" in result.info:
+            msg += f" · strategy {result.info['strategy']}"
+        sprites_out = [(str(im.path), f"{i} · seed {im.seed}") for i, im in enumerate(result.images)]
+        return sprites_out, extras, msg, result.job_id
+
+    wf_run.click(run_flow, [workflow, wf_values, seed, steps], [sprites, raws, status, last_job],
+                 api_name="run_workflow")
 
     def cancel_jobs(request: gr.Request):
         n = studio.queue.cancel_owner(request.session_hash) if request else 0

@@ -127,3 +127,21 @@ def test_blind_battle_and_keyboard_vote(page, live_studio):
     page.wait_for_function("document.querySelector('#battle-info').innerText.includes('hidden-style')",
                            timeout=30_000)
     assert arena.store.query("SELECT choice FROM votes")[-1]["choice"] == "A"
+
+
+def test_workflow_picker_fills_the_form_and_runs(page, live_studio):
+    page.click("text=Workflow")
+    box = page.locator("#workflow input")
+    box.fill("walk_cycle")
+    box.press("Enter")
+    page.wait_for_function("document.querySelector('#prompt textarea').value.includes('walking')",
+                           timeout=30_000)
+    assert "subject=a knight" in page.input_value("#wf-values textarea")
+    page.fill("#wf-values textarea", "subject=a red slime\nstyle=8-bit")
+    page.locator("#steps input[type=number]").fill("2")
+    page.click("#wf-run")
+    page.wait_for_function("document.querySelector('#gen-status').innerText.includes('workflow walk_cycle')",
+                           timeout=120_000)
+    assert page.locator("#sprites img").count() >= 1
+    row = live_studio.studio.store.query("SELECT kind, prompt FROM jobs ORDER BY seq DESC LIMIT 1")[0]
+    assert row["kind"] == "sheet" and "a red slime" in row["prompt"]

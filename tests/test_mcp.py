@@ -250,3 +250,27 @@ def test_stdio_proxy_without_a_studio_says_so(tmp_path):
     out = subprocess.run([exe, "mcp", "--stdio", "--url", url], capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL, env={"DGXP_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 2 and "no DGX-Pixels Studio is running" in out.stderr
+
+
+def test_sheet_tileset_and_workflow_tools(mcp_studio):
+    async def go():
+        async with Client(mcp_studio.url + "mcp/") as c:
+            sheet = await c.call_tool("generate_sprite_sheet", {"prompt": "a bat", "frames": 3, "steps": 2,
+                                                                "strategy": "strip", "seed": 1})
+            tiles = await c.call_tool("generate_tileset", {"prompt": "sand", "tiles": 2, "steps": 2, "seed": 1})
+            flows = await c.call_tool("list_workflows", {})
+            run_ = await c.call_tool("run_workflow", {"name": "single_sprite", "values": {"subject": "a frog"},
+                                                      "seed": 3})
+            return sheet, tiles, flows, run_
+
+    sheet, tiles, flows, run_ = run(go())
+    s = sheet.structured_content
+    assert s["kind"] == "sheet" and len(s["images"]) == 3 and s["strategy"] == "strip"
+    assert Path(s["files"]["preview.gif"]).is_file()
+    images = [b for b in sheet.content if b.type == "image"]
+    assert len(images) == 1  # the sheet itself
+    t = tiles.structured_content
+    assert t["kind"] == "tileset" and len(t["images"]) == 2 and len(t["seams"]) == 2
+    names = {w["name"] for w in flows.structured_content["result"]}
+    assert {"walk_cycle", "tileset", "item_batch"} <= names
+    assert "a frog" in mcp_studio.studio.job(run_.structured_content["job_id"])["prompt"]
