@@ -38,6 +38,8 @@ SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
 TEST_LINES = 160
 MIN_TESTED = 4  # a lattice needs this many inner cells for the split test to vouch for it
+DEMOTE_MARGIN = 0.05  # a finer lattice must break this share fewer cells to replace the comb's
+DEMOTE_GAIN_SHARE = 0.5  # ... and keep this share of its gain
 MIN_GAIN_SHARE = 0.35  # ... and this share of the best comb gain  # lines sampled per axis for the split test
 OUTER_SKIP = 12  # px at each end of the art span searched for its outer edge (see _clean_profile)
 PEAK_CAP = 3.0  # profile peaks are capped at this multiple of the median peak
@@ -435,7 +437,15 @@ def _select(ranked: list[tuple[float, float, float]], size: int, tester: SplitTe
         return c1, o1
     base = tester.rate(uniform_cuts(size, c1, o1))
     best = (c1, o1)
-    if base >= 1.0:  # the comb's lattice cannot be tested: nothing to compare with
+    if base > DEMOTE_MARGIN:  # too coarse? a finer candidate that breaks clearly fewer cells
+        finer = [(c, o, g, tester.rate(uniform_cuts(size, c, o))) for c, o, g in ranked[1:SELECT_TOP + 4]
+                 if c < 0.8 * c1 and g >= DEMOTE_GAIN_SHARE * g1]
+        finer = [t for t in finer if t[3] < base - DEMOTE_MARGIN]
+        if finer:
+            low = min(t[3] for t in finer)
+            c1, o1, g1, base = max((t for t in finer if t[3] <= low + RATE_MARGIN), key=lambda t: t[0])
+            best = (c1, o1)
+    if base >= 1.0:  # the lattice cannot be tested (too few cells): nothing to compare with
         return best
     for c, o, g in sorted(ranked[1:], key=lambda t: -t[0]):
         k = c / c1
