@@ -19,8 +19,9 @@ from scipy import ndimage
 
 from .color import oklab_distance, parse_hex, rgb_to_oklab
 
-BG_TOLERANCE = 0.06  # OKLab distance to the background colour that still counts as background
-AUTO_RING_SHARE = 0.9  # share of the border ring that must be the background colour for "auto"
+BG_TOLERANCE = 0.04  # OKLab distance to the background colour that still counts as background
+AUTO_MIN_LEFT = 0.05  # "auto" keeps everything if removal would leave less than this share
+AUTO_RING_SHARE = 0.98  # share of the border ring that must be the background colour for "auto"
 
 
 def border_ring(a: np.ndarray) -> np.ndarray:
@@ -73,17 +74,33 @@ def remove_background(rgba: np.ndarray, colour: tuple[int, int, int], tol: float
     return out
 
 
-def handle_background(rgba: np.ndarray, mode: str, keep_holes: bool = True,
-                      tol: float = BG_TOLERANCE) -> tuple[np.ndarray, tuple[int, int, int] | None]:
-    """Apply a background mode: "auto", "keep" or "#rrggbb". Returns (image, colour removed)."""
+def handle_background(rgba: np.ndarray, mode: str, keep_holes: bool = True, tol: float = BG_TOLERANCE,
+                      source: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """Apply a background mode: "auto", "keep" or "#rrggbb". Returns (image, colour removed).
+
+    source: the full-resolution input, if available. "auto" then leaves the image alone
+    when the input already has transparency (it says what is empty), and requires the
+    candidate colour to also be the colour of the input's outermost pixels (padding
+    around a tile is the true background, not the tile's own edge colour).
+    """
     if mode == "keep":
         return rgba, None
     if mode == "auto":
         if np.any(rgba[..., 3] < 128):  # the input already says what is empty
             return rgba, None
+        if source is not None and np.mean(source[..., 3] < 128) > 0.002:
+            return rgba, None
         colour = detect_background(rgba, tol)
         if colour is None:
             return rgba, None
-    else:
-        colour = parse_hex(mode)
+        if source is not None:
+            outer = np.median(border_ring(source)[:, :3], axis=0)
+            if oklab_distance(rgb_to_oklab(np.round(outer).astype(np.uint8)),
+                              rgb_to_oklab(np.array(colour, np.uint8))) > tol:
+                return rgba, None
+        out = remove_background(rgba, colour, tol, keep_holes)
+        if np.mean(out[..., 3] >= 128) < AUTO_MIN_LEFT:  # nothing would be left: not a background
+            return rgba, None
+        return out, colour
+    colour = parse_hex(mode)
     return remove_background(rgba, colour, tol, keep_holes), colour

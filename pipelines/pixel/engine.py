@@ -157,6 +157,7 @@ class _Cells:
     opaque: np.ndarray  # (ny, nx) bool
     median: np.ndarray  # (ny, nx, 3) uint8
     native: bool
+    source: np.ndarray | None = None  # the input (kept for the background decision)
     bg_done: bool = False
     bg_removed: tuple[int, int, int] | None = None
 
@@ -175,7 +176,7 @@ def _recover_cells(rgba: np.ndarray, params: PixelParams) -> _Cells:
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(rgb, axis=2)
     med = np.nan_to_num(med, nan=0.0)
-    return _Cells(grid, samples, opaque, np.clip(np.round(med), 0, 255).astype(np.uint8), native)
+    return _Cells(grid, samples, opaque, np.clip(np.round(med), 0, 255).astype(np.uint8), native, rgba)
 
 
 def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
@@ -194,9 +195,9 @@ def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int
     med = np.zeros(cells.opaque.shape + (4,), np.uint8)
     med[..., :3] = cells.median
     med[..., 3] = np.where(cells.opaque, 255, 0)
-    out, removed = bg.handle_background(med, params.background, params.keep_holes)
+    out, removed = bg.handle_background(med, params.background, params.keep_holes, source=cells.source)
     cells.opaque = out[..., 3] >= 128
-    cells.bg_done, cells.bg_removed = True, removed
+    cells.bg_done, cells.bg_removed, cells.source = True, removed, None
     return removed
 
 
