@@ -161,7 +161,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
     with studio:
         try:
-            job = studio.submit_generate(params, source="cli")
+            if args.init:
+                job = studio.submit_variation(params, args.init, args.strength, "cli")
+            else:
+                job = studio.submit_generate(params, source="cli")
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -399,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SDXL render size WxH (default: the model's native size)")
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--raw", action="store_true", help="keep the raw render (no pixel clean-up)")
+    p.add_argument("--init", help="make img2img variations of this image instead of text-to-image")
+    p.add_argument("--strength", type=float, default=0.5, help="with --init: 0.05 (close) .. 0.95 (far)")
     p.add_argument("--name", help="file name stem (default: sprite)")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
@@ -438,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not print the Bevy snippet")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95% intervals)")
+    p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95%% intervals)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--prompt-set")
     p.add_argument("--rounds", type=int, default=200, help="bootstrap rounds for the intervals")

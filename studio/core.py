@@ -103,7 +103,8 @@ class Studio:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
         self.queue = JobQueue(self.store, {"generate": self._run_generate, "sheet": self._run_sheet,
-                                           "tileset": self._run_tileset, "batch": self._run_batch})
+                                           "tileset": self._run_tileset, "batch": self._run_batch,
+                                           "variation": self._run_variation})
         from studio.compare import Arena
 
         self.arena = Arena(self)
@@ -262,6 +263,35 @@ class Studio:
         outputs = generate_item_batch(pipe, params, items.prompts, job.check)
         return self._store(job, params, job.params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs],
                            {"items": items.to_dict()})
+
+    def _run_variation(self, job: Job) -> GenerateResult:
+        from PIL import Image
+
+        from pipelines.variation import generate_variations
+
+        pipe, params = self._prepare(job)
+        spec = job.params.spec
+        job.params = SpecJob(params, spec, "variation")
+        with Image.open(spec.source) as src:
+            src.load()
+            source = src.convert("RGBA")
+        outputs = generate_variations(pipe, params, source, spec.strength, job.check)
+        return self._store(job, params, job.params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs],
+                           {"variation": spec.to_dict()})
+
+    def submit_variation(self, params: GenerateParams, source: Path | str, strength: float = 0.5,
+                         source_label: str = "python", owner: str | None = None) -> Job:
+        """img2img variations of an image (an upload, or a sprite from the history)."""
+        from PIL import Image
+
+        from pipelines.pixel import load_rgba
+        from pipelines.variation import VariationSpec
+
+        rgba = load_rgba(source)  # an unreadable image fails here, before anything is queued
+        kept = save_png(Image.fromarray(rgba), self.settings.data_dir / "inputs" / f"{uuid.uuid4().hex[:12]}.png")
+        spec = VariationSpec(str(kept), strength)  # a copy: uploads may vanish before the job runs
+        return self.queue.submit("variation", SpecJob(self.check_generate(params), spec, "variation"),
+                                 source_label, owner)
 
     # -- sheets and tilesets ------------------------------------------------------------------------------
 

@@ -90,6 +90,12 @@ def build(studio: Studio) -> None:
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+            with gr.Accordion("Variations (img2img of a sprite)", open=False):
+                with gr.Row():
+                    var_source = gr.Image(label="Sprite to vary (blank = the last job's first sprite)",
+                                          type="filepath", format="png", elem_id="var-source")
+                    var_strength = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Strength (how far from it)")
+                var_btn = gr.Button("Make variations", elem_id="var-btn")
             load_png = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], elem_id="load-png")
         with gr.Column(scale=3):
             status = gr.Markdown("", elem_id="gen-status")
@@ -227,6 +233,38 @@ def build(studio: Studio) -> None:
 
     wf_run.click(run_flow, [workflow, wf_values, seed, steps], [sprites, raws, status, last_job],
                  api_name="run_workflow")
+
+    def variations(source, strength, last, prompt_, negative_, model_, loras_, seed_, steps_, guidance_, count_, sw,
+                   sh, col, pal, bg, ol, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        try:
+            if not source:
+                if not last:
+                    raise ValueError("upload a sprite, or generate one first")
+                source = studio.job(last)["images"][0]["path"]
+            params = GenerateParams(
+                prompt=prompt_ or "", negative=negative_ or "", model=model_ or None, loras=_parse_loras(loras_),
+                seed=_seed(seed_), steps=int(steps_), guidance=float(guidance_), count=int(count_),
+                pixel=_pixel_params(sw, sh, col, pal, bg, ol),
+            )
+            job = studio.submit_variation(params, source, float(strength), "ui",
+                                          owner=request.session_hash if request else None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        while not job.finished.wait(0.1):
+            if job.status == "running" and job.total:
+                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
+        try:
+            result = studio.result(job)
+        except JobFailed as exc:
+            raise gr.Error(str(exc)) from None
+        return ([(str(im.path), f"seed {im.seed}") for im in result.images],
+                [(str(im.raw_path), f"seed {im.seed}") for im in result.images],
+                f"**Job {result.job_id}** · {len(result.images)} variation(s) at strength {strength:g}",
+                result.job_id)
+
+    var_btn.click(variations, [var_source, var_strength, last_job, prompt, negative, model, loras, seed, steps,
+                               guidance, count, *pixel_inputs], [sprites, raws, status, last_job],
+                  api_name="variations")
 
     def cancel_jobs(request: gr.Request):
         n = studio.queue.cancel_owner(request.session_hash) if request else 0

@@ -104,3 +104,11 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("dgx-pixels")
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "generate" in out.stdout and "pixelate" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "generate", "pixelate", "models", "workflows", "run-workflow", "export",
+                                     "leaderboard", "info", "config", "mcp"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0 and "usage: dgx-pixels" in capsys.readouterr().out

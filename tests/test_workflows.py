@@ -118,3 +118,27 @@ def test_run_workflow_command(studio, tmp_path, capsys):
     assert code == 2 and "no placeholder colour" in capsys.readouterr().err
     assert main(["--config", str(cfg), "workflows"]) == 0
     assert "walk_cycle" in capsys.readouterr().out
+
+
+def test_variations_of_a_sprite(studio):
+    from pipelines.pixel import PixelImageError, PixelParams
+    from studio.params import GenerateParams
+
+    keep = PixelParams(background="keep")  # the demo model draws noise: keep all of it as the sprite
+    base = studio.generate(GenerateParams(prompt="a potion", seed=1, steps=2, pixel=keep))
+    src = base.images[0].path
+    job = studio.submit_variation(GenerateParams(prompt="a potion, blue", seed=5, steps=4, count=2, pixel=keep),
+                                  src, 0.5)
+    res = studio.result(studio.queue.wait(job, 120))
+    assert [im.seed for im in res.images] == [5, 6]
+    size = Image.open(src).size
+    assert all((im.width, im.height) == size for im in res.images)  # drops in where the original was
+    row = studio.job(res.job_id)
+    assert row["kind"] == "variation" and row["params"]["variation"]["strength"] == 0.5
+    assert Path(row["params"]["variation"]["source"]).is_file()
+    with pytest.raises(ValueError, match="strength"):
+        studio.submit_variation(GenerateParams(prompt="x"), src, 1.5)
+    bad = studio.settings.data_dir / "bad.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(PixelImageError):
+        studio.submit_variation(GenerateParams(prompt="x"), bad, 0.5)
