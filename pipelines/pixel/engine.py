@@ -206,7 +206,10 @@ def _vote(cells: _Cells, palette: np.ndarray) -> np.ndarray:
     ny, nx = cells.opaque.shape
     flat = cells.samples.reshape(ny * nx, -1, 4)
     k = len(palette)
-    idx = nearest_index(rgb_to_oklab(flat[..., :3]), rgb_to_oklab(palette))  # (n, s)
+    packed = (flat[..., 0].astype(np.uint32) << 16) | (flat[..., 1].astype(np.uint32) << 8) | flat[..., 2]
+    uniq, inv = np.unique(packed.ravel(), return_inverse=True)  # lookups per distinct colour only
+    urgb = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1).astype(np.uint8)
+    idx = nearest_index(rgb_to_oklab(urgb), rgb_to_oklab(palette))[inv.reshape(-1)].reshape(packed.shape)
     weight = (flat[..., 3] >= 128).astype(np.float64)
     counts = np.zeros((ny * nx, k))
     rows = np.repeat(np.arange(ny * nx), idx.shape[1])

@@ -513,7 +513,10 @@ def is_native(rgba: np.ndarray) -> bool:
         return False
     px = rgba.copy()
     px[a == 0] = 0
-    if np.unique(px.reshape(-1, 4).view(np.uint32)).size > 256:
+    packed = px.reshape(-1, 4).view(np.uint32).ravel()
+    if packed.size > 65536 and np.unique(packed[:: packed.size // 65536]).size > 256:
+        return False  # a subsample already has too many colours
+    if np.unique(packed).size > 256:
         return False
     v = px.astype(np.int16)
 

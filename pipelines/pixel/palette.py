@@ -163,34 +163,36 @@ def _median_cut(lab: np.ndarray, w: np.ndarray, k: int | None, tol: float) -> li
     """Deterministic median cut in OKLab. Splits the box with the largest weighted spread at
     the weighted median of its widest axis, until k boxes (fixed) or until every box is
     within tol/2 of its mean, i.e. about tol across (k=None)."""
+
+    def score(idx: np.ndarray) -> float:
+        if len(idx) < 2:
+            return -1.0
+        pts, ww = lab[idx], w[idx]
+        mean = (pts * ww[:, None]).sum(0) / ww.sum()
+        spread = np.sqrt(((pts - mean) ** 2).sum(-1))
+        if k is None:
+            err = float(spread.max())
+            return err if err > 0.5 * tol else -1.0  # radius from the mean: half the diameter
+        return float(np.sum(ww * spread**2))
+
     boxes = [np.arange(len(lab))]
+    errs = [score(boxes[0])]
     limit = k if k is not None else MAX_COLORS
     while len(boxes) < limit:
-        best, best_err = -1, 0.0
-        for i, idx in enumerate(boxes):
-            if len(idx) < 2:
-                continue
-            pts, ww = lab[idx], w[idx]
-            mean = np.average(pts, axis=0, weights=ww)
-            spread = oklab_distance(pts, mean)
-            if k is None:
-                err = float(spread.max())
-                if err <= 0.5 * tol:  # radius from the mean: half the diameter
-                    continue
-            else:
-                err = float(np.sum(ww * spread**2))
-            if err > best_err:
-                best, best_err = i, err
-        if best < 0:
+        best = int(np.argmax(errs))
+        if errs[best] <= 0:
             break
         idx = boxes.pop(best)
+        errs.pop(best)
         pts, ww = lab[idx], w[idx]
         axis = int(np.argmax(pts.max(0) - pts.min(0)))
         order = np.argsort(pts[:, axis], kind="stable")
         cw = np.cumsum(ww[order])
         cut = int(np.searchsorted(cw, cw[-1] / 2.0))
         cut = min(max(cut, 1), len(idx) - 1)
-        boxes += [idx[order[:cut]], idx[order[cut:]]]
+        for part in (idx[order[:cut]], idx[order[cut:]]):
+            boxes.append(part)
+            errs.append(score(part))
     return boxes
 
 
@@ -229,7 +231,7 @@ def build_palette(rgb: np.ndarray, weights: np.ndarray | None = None, n_colors: 
             order = np.argsort(-uw, kind="stable")
             return uniq[order]
     boxes = _median_cut(lab, uw, n_colors, tol)
-    centres = np.array([np.average(lab[b], axis=0, weights=uw[b]) for b in boxes])
+    centres = np.array([(lab[b] * uw[b, None]).sum(0) / uw[b].sum() for b in boxes])
     centres = _kmeans(lab, uw, centres)
     if n_colors is None:  # merge centres that ended up closer than the tolerance
         centres = _merge_close(centres, lab, uw, tol)
@@ -255,16 +257,15 @@ def _dedupe(pal: np.ndarray) -> np.ndarray:
 
 
 def _merge_close(centres: np.ndarray, lab: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
-    while len(centres) > 1:
-        d = oklab_distance(centres[:, None], centres[None])
-        np.fill_diagonal(d, np.inf)
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        if d[i, j] >= 0.5 * tol:
-            break
-        keep = np.ones(len(centres), bool)
-        keep[j] = False
-        centres = _kmeans(lab, w, centres[keep], iters=4)
-    return centres
+    """Greedily fold every centre into an earlier one closer than tol/2, then re-fit once."""
+    d = oklab_distance(centres[:, None], centres[None])
+    keep: list[int] = []
+    for i in range(len(centres)):
+        if all(d[i, j] >= 0.5 * tol for j in keep):
+            keep.append(i)
+    if len(keep) == len(centres):
+        return centres
+    return _kmeans(lab, w, centres[keep], iters=4)
 
 
 def palette_from_images(images: list[np.ndarray], n_colors: int | None = None,
