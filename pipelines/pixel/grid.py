@@ -37,6 +37,7 @@ RATE_MARGIN = 0.01  # share of broken cells tolerated above the comb's choice
 SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
 TEST_LINES = 160
+DETECT_MAX_SIDE = 2048  # larger inputs are box-reduced for detection (speed, memory)
 MIN_TESTED = 4  # a lattice needs this many inner cells for the split test to vouch for it
 DEMOTE_MARGIN = 0.05  # a finer lattice must break this share fewer cells to replace the comb's
 DEMOTE_GAIN_SHARE = 0.5  # ... and keep this share of its gain
@@ -546,6 +547,18 @@ def detect_grid(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bo
     if size is None and is_native(rgba):
         return Grid(AxisGrid(np.arange(w + 1, dtype=np.float64), 1.0, 0.0),
                     AxisGrid(np.arange(h + 1, dtype=np.float64), 1.0, 0.0))
+    f = int(np.ceil(max(h, w) / DETECT_MAX_SIDE))
+    if f > 1:  # a huge render: find the lattice on a box-reduced copy, then scale it back
+        from PIL import Image
+
+        small = np.asarray(Image.fromarray(rgba, "RGBA").reduce(f))
+        g = detect_grid(small, size, exact, drift)
+        sx, sy = w / small.shape[1], h / small.shape[0]
+
+        def up(a: AxisGrid, k: float, limit: int) -> AxisGrid:
+            return AxisGrid(np.clip(a.cuts * k, -k * a.period, limit + k * a.period), a.period * k, a.phase * k)
+
+        return Grid(up(g.x, sx, w), up(g.y, sy, h))
     feat = features(rgba)
     pr = edge_profiles(feat)
     tw, th = size if size is not None else (None, None)
