@@ -153,3 +153,19 @@ def test_sixteen_bit_rgba_png(tmp_path: Path) -> None:
     a = load_rgba(p)
     assert np.array_equal(a, s)
     assert np.array_equal(np.asarray(pixelate(p).image), s)
+
+
+def test_pixelate_frames_shares_grid_and_palette(tmp_path: Path) -> None:
+    from pipelines.pixel import pixelate_frames
+
+    s = make_sprite(14, 12, 4, seed=3)
+    s2 = s.copy()
+    s2[s2[..., 3] == 255] = np.roll(s2[s2[..., 3] == 255], 1, axis=0)  # same shape, shuffled colours
+    frames = [Image.fromarray(render(sp, cell=21.5, seed=i)) for i, sp in enumerate((s, s2))]
+    p = tmp_path / "anim.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    res = pixelate_frames(p)
+    assert len(res) == 2
+    assert all(r.image.size == (14, 12) for r in res)
+    assert res[0].cell == res[1].cell
+    assert np.array_equal(np.asarray(res[0].image)[..., 3], s[..., 3])

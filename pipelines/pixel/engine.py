@@ -27,7 +27,7 @@ from . import background as bg
 from . import cleanup
 from .color import nearest_index, parse_hex, rgb_to_oklab
 from .grid import Grid, detect_grid, sample_cells
-from .io import PixelImageError, load_rgba, save_png_atomic, to_pil
+from .io import PixelImageError, load_frames, load_rgba, save_png_atomic, to_pil
 from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -162,8 +162,9 @@ class _Cells:
     bg_removed: tuple[int, int, int] | None = None
 
 
-def _recover_cells(rgba: np.ndarray, params: PixelParams) -> _Cells:
-    grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact")
+def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = None) -> _Cells:
+    if grid is None:
+        grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact")
     native = grid.cell == (1.0, 1.0) and params.size is None
     samples = sample_cells(rgba, grid)
     ny, nx = samples.shape[:2]
@@ -288,6 +289,27 @@ def pixelate(image: Image.Image | np.ndarray | str | os.PathLike, params: PixelP
     return _finish(cells, params, palette)
 
 
+def pixelate_frames(src: str | os.PathLike | list[Image.Image | np.ndarray], params: PixelParams = _DEFAULT,
+                    palette: np.ndarray | None = None) -> list[PixelResult]:
+    """Convert every frame of an animation with ONE lattice and ONE palette, so the frames
+    stay aligned and consistent. The lattice is found on the first frame (all frames of a
+    render share it); the palette is built from all frames unless given or fixed by params.
+    src: an animated file (GIF, APNG, WebP) or a list of frames.
+    """
+    frames = load_frames(src) if isinstance(src, (str, os.PathLike)) else [load_rgba(f) for f in src]
+    if not frames:
+        raise PixelImageError("the animation has no frames")
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames):
+        raise PixelImageError("the frames do not all have the same size")
+    first = _recover_cells(frames[0], params)
+    cells = [first] + [_recover_cells(f, params, first.grid) for f in frames[1:]]
+    if palette is None and params.palette is None:
+        palette = shared_palette_from_cells(cells, params, params.colors)
+        palette = palette if len(palette) else None
+    return [_finish(c, params, palette) for c in cells]
+
+
 def upscale_nearest(img: Image.Image | np.ndarray, k: int) -> Image.Image:
     """Enlarge by an integer factor with nearest neighbour (crisp preview)."""
     if not isinstance(k, (int, np.integer)) or k < 1:
@@ -405,6 +427,6 @@ def shared_palette(images: list[Image.Image | np.ndarray | str | os.PathLike], p
 
 
 __all__ = [
-    "FolderItem", "PixelParams", "PixelResult", "pixelate", "pixelate_file", "pixelate_folder",
+    "FolderItem", "PixelParams", "PixelResult", "pixelate", "pixelate_file", "pixelate_folder", "pixelate_frames",
     "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images",
 ]
