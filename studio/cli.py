@@ -33,6 +33,18 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
+def _open_studio(args: argparse.Namespace):
+    """The studio on this data folder, or exit code 2 with the reason (bad settings, studio already running)."""
+    from studio.core import Studio
+    from studio.store import StoreLockedError
+
+    try:
+        return Studio(_settings(args))
+    except (ValueError, StoreLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     described = settings.describe()
@@ -133,10 +145,9 @@ def _pixel_params(args: argparse.Namespace):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     _quiet_libraries()
-    from tqdm import tqdm
+    import shutil
 
-    from studio.core import JobFailed, Studio
-    from studio.files import save_png
+    from studio.core import Studio
     from studio.params import GenerateParams, LoraRef
     from studio.store import StoreLockedError
 
@@ -168,44 +179,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        try:
-            with tqdm(total=params.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
-                while not job.finished.wait(0.1):
-                    bar.total = job.total or bar.total
-                    bar.n = job.step
-                    bar.refresh()
-                bar.n = job.step
-                bar.refresh()
-        except KeyboardInterrupt:
-            studio.queue.cancel(job.id)
-            studio.queue.wait(job, 30)
-            print("cancelled", file=sys.stderr)
-            return 130
-        try:
-            result = studio.result(job)
-        except JobFailed as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        out = Path(args.out)
-        from PIL import Image
-
-        for i, im in enumerate(result.images):
-            dst = out / f"{args.name or 'sprite'}-{im.seed}.png"
-            with Image.open(im.path) as src:
-                src.load()
-                save_png(src, dst, _copy_info(src))
-            print(dst)
-            del i
+        result = _finish(studio, job, args.quiet)
+    if isinstance(result, int):
+        return result
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for im in result.images:
+        dst = out / f"{args.name or 'sprite'}-{im.seed}.png"
+        shutil.copyfile(im.path, dst)  # the stored PNG, metadata and all
+        print(dst)
     return 0
-
-
-def _copy_info(image):
-    from PIL import PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    for k, v in (getattr(image, "text", None) or {}).items():
-        info.add_text(k, v)
-    return info
 
 
 def cmd_pixelate(args: argparse.Namespace) -> int:
@@ -248,14 +231,28 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _wait(job, quiet: bool) -> None:
+def _finish(studio, job, quiet: bool):
+    """Show the job's progress (tqdm); Ctrl-C cancels it. The result, or an exit code."""
     from tqdm import tqdm
 
-    with tqdm(total=job.total or None, unit="step", disable=quiet, file=sys.stderr) as bar:
-        while not job.finished.wait(0.1):
-            bar.total = job.total or bar.total
-            bar.n = job.step
-            bar.refresh()
+    from studio.core import JobFailed
+
+    try:
+        with tqdm(total=job.total or None, unit="step", disable=quiet, file=sys.stderr) as bar:
+            while not job.finished.wait(0.1):
+                bar.total = job.total or bar.total
+                bar.n = job.step
+                bar.refresh()
+    except KeyboardInterrupt:
+        studio.queue.cancel(job.id)
+        studio.queue.wait(job, 30)
+        print("cancelled", file=sys.stderr)
+        return 130
+    try:
+        return studio.result(job)
+    except JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_workflows(args: argparse.Namespace) -> int:
@@ -274,7 +271,7 @@ def cmd_run_workflow(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import shutil
 
-    from studio.core import JobFailed, Studio
+    from studio.core import Studio
     from studio.store import StoreLockedError
     from studio.workflows import run_workflow
 
@@ -291,18 +288,9 @@ def cmd_run_workflow(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        try:
-            _wait(job, args.quiet)
-        except KeyboardInterrupt:
-            studio.queue.cancel(job.id)
-            studio.queue.wait(job, 30)
-            print("cancelled", file=sys.stderr)
-            return 130
-        try:
-            result = studio.result(job)
-        except JobFailed as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        result = _finish(studio, job, args.quiet)
+    if isinstance(result, int):
+        return result
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, im in enumerate(result.images):
@@ -318,16 +306,12 @@ def cmd_run_workflow(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from studio.core import Studio
     from studio.deploy import deploy
     from studio.export import ExportError
-    from studio.store import StoreLockedError
 
-    try:
-        studio = Studio(_settings(args))
-    except (ValueError, StoreLockedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    studio = _open_studio(args)
+    if isinstance(studio, int):
+        return studio
     with studio:
         try:
             res = deploy(studio, args.source, Path(args.assets), args.name, args.kind)
@@ -343,14 +327,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     _quiet_libraries()
-    from studio.core import Studio
-    from studio.store import StoreLockedError
 
-    try:
-        studio = Studio(_settings(args))
-    except (ValueError, StoreLockedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    studio = _open_studio(args)
+    if isinstance(studio, int):
+        return studio
     with studio:
         board = studio.arena.leaderboard(args.prompt_set, rounds=args.rounds, min_votes=args.min_votes)
     rows = board.to_rows()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.compare import BattleSettings, CompareError, Contender
-from studio.core import JobFailed, Studio
+from studio.compare import BattleSettings, Contender
+from studio.core import Studio
 from studio.params import LoraRef
+from tabs.common import wait_for
 
 # Keys: 1/a = A better, 2/b = B better, t = tie, x = both bad, n = next battle (ignored while typing).
 KEYBOARD_JS = """
@@ -139,13 +140,10 @@ def build(studio: Studio) -> None:
                                       owner=request.session_hash if request else None)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        while not job.finished.wait(0.1):
-            if job.total:
-                progress((job.step, job.total), desc="rendering contenders")
-        try:
-            view = arena.battle(studio.result(job))
-        except (JobFailed, CompareError) as exc:
-            raise gr.Error(str(exc)) from None
+        battle_id = wait_for(studio, job, progress, "rendering contenders: step")
+        if battle_id is None:
+            raise gr.Error("the battle was cancelled")
+        view = arena.battle(battle_id)
         return view["id"], _gallery(view), _reveal(view) + f"\n\n> {view['prompt']}"
 
     battle_inputs = [picks, prompt, prompt_set, seed, steps, blind]
@@ -181,13 +179,10 @@ def build(studio: Studio) -> None:
             job = arena.submit_sweep(params, axis, vals, lora or None)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        while not job.finished.wait(0.1):
-            if job.total:
-                progress((job.step, job.total), desc="sweep")
-        try:
-            return str(studio.result(job)["grid"])
-        except JobFailed as exc:
-            raise gr.Error(str(exc)) from None
+        out = wait_for(studio, job, progress, "sweep: step")
+        if out is None:
+            raise gr.Error("the sweep was cancelled")
+        return str(out["grid"])
 
     sw_run.click(run_sweep, [sw_prompt, sw_seed, sw_axis, sw_lora, sw_values, sw_steps], sw_grid, api_name="sweep")
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.core import JobFailed, Studio
+from studio.core import Studio
 from studio.metadata import MetadataError, params_from_png
 from studio.params import GenerateParams, LoraRef
+from tabs.common import wait_for
 
 BACKGROUNDS = ["auto", "keep"]
 
@@ -148,16 +149,9 @@ def build(studio: Studio) -> None:
             job = studio.submit_generate(params, source="ui", owner=request.session_hash if request else None)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        progress(0, desc="queued")
-        while not job.finished.wait(0.1):
-            if job.status == "running" and job.total:
-                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
-        try:
-            result = studio.result(job)
-        except JobFailed as exc:
-            if job.status == "cancelled":
-                return [], [], "Cancelled.", gr.update(), gr.update()
-            raise gr.Error(str(exc)) from None
+        result = wait_for(studio, job, progress)
+        if result is None:
+            return [], [], "Cancelled.", gr.update(), gr.update()
         p = result.params
         seeds = ", ".join(str(im.seed) for im in result.images)
         w, h = result.images[0].width, result.images[0].height
@@ -214,13 +208,9 @@ def build(studio: Studio) -> None:
                                owner=request.session_hash if request else None)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        while not job.finished.wait(0.1):
-            if job.status == "running" and job.total:
-                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
-        try:
-            result = studio.result(job)
-        except JobFailed as exc:
-            raise gr.Error(str(exc)) from None
+        result = wait_for(studio, job, progress)
+        if result is None:
+            return [], [], "Cancelled.", gr.update()
         extras = [(str(p), n) for n, p in result.extras.items()]
         msg = f"**Job {result.job_id}** · workflow `{name}` · {len(result.images)} image(s)"
         if "seams" in result.info:
@@ -250,13 +240,9 @@ def build(studio: Studio) -> None:
                                           owner=request.session_hash if request else None)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        while not job.finished.wait(0.1):
-            if job.status == "running" and job.total:
-                progress((job.step, job.total), desc=f"step {job.step}/{job.total}")
-        try:
-            result = studio.result(job)
-        except JobFailed as exc:
-            raise gr.Error(str(exc)) from None
+        result = wait_for(studio, job, progress)
+        if result is None:
+            return [], [], "Cancelled.", gr.update()
         return ([(str(im.path), f"seed {im.seed}") for im in result.images],
                 [(str(im.raw_path), f"seed {im.seed}") for im in result.images],
                 f"**Job {result.job_id}** · {len(result.images)} variation(s) at strength {strength:g}",

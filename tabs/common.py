@@ -1,0 +1,24 @@
+"""What several tabs share: waiting for a queued job while driving Gradio's progress bar."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.core import JobFailed, Studio
+
+
+def wait_for(studio: Studio, job, progress: gr.Progress, what: str = "step"):
+    """Block this event (not the GPU worker) until the job ends; its result, or a gr.Error with the reason.
+
+    A cancelled job returns None so the caller can say so quietly instead of showing an error.
+    """
+    progress(0, desc="queued")
+    while not job.finished.wait(0.1):
+        if job.status == "running" and job.total:
+            progress((job.step, job.total), desc=f"{what} {job.step}/{job.total}")
+    try:
+        return studio.result(job)
+    except JobFailed as exc:
+        if job.status == "cancelled":
+            return None
+        raise gr.Error(str(exc)) from None
