@@ -13,7 +13,7 @@ import numpy as np
 
 from .color import oklab_distance, parse_hex, rgb_to_oklab
 
-STRAY_TOLERANCE = 0.08  # OKLab: a lone pixel this close to its uniform surroundings is noise
+STRAY_TOLERANCE = 0.04  # OKLab: a lone pixel this close to its uniform surroundings is noise
 
 
 def _neighbours(a: np.ndarray) -> np.ndarray:
