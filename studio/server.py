@@ -15,6 +15,7 @@ from studio.core import Studio
 from studio.settings import Settings
 from tabs import compare as compare_tab
 from tabs import generate as generate_tab
+from tabs import metrics as metrics_tab
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
                 generate_tab.build(studio)
             with gr.Tab("Compare", id="compare"):
                 compare_tab.build(studio)
+            with gr.Tab("Metrics", id="metrics"):
+                metrics_tab.build(studio)
     return ui
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -153,3 +154,10 @@ def test_password_protects_the_ui_and_api(tmp_path, demo_model):
         c = Client(server.url, auth=("studio", "s3cret"), verbose=False)
         out = c.predict(*form(seed="1", steps=2), api_name="/generate")
         assert out[3] == "1"
+
+
+def test_metrics_endpoint_plots_job_history(client, live_studio):
+    client.predict(*form(seed="3", steps=2), api_name="/generate")
+    times, outcomes, goals, table = client.predict(api_name="/metrics")
+    assert "Seconds per job" in json.dumps(times) and "generate" in json.dumps(outcomes)
+    assert table["data"] and "generate" in json.dumps(table["data"])
