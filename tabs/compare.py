@@ -59,7 +59,7 @@ def build(studio: Studio) -> None:
             c_loras = gr.Textbox(label="LoRAs (name:weight, …)")
             c_steps = gr.Number(label="Steps (0 = battle's)", value=0, precision=0)
             c_save = gr.Button("Save contender")
-        c_list = gr.Markdown(_contender_table(studio))
+        c_list = gr.Markdown(lambda: _contender_table(studio))  # re-read at every page load
 
     with gr.Row():
         picks = gr.Dropdown(_names(studio), multiselect=True, label="Contenders (2-4)", elem_id="picks",
