@@ -37,6 +37,10 @@ RATE_MARGIN = 0.01  # share of broken cells tolerated above the comb's choice
 SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
 TEST_LINES = 160
+SQUARE_TOL = 0.04  # |log(cx / cy)| above which the axes "disagree"
+SQUARE_PAIR_TOL = 0.06  # ... and below which a candidate pair counts as square
+SQUARE_GAIN_SHARE = 0.7  # a square candidate needs this share of its axis' best gain ...
+SQUARE_LOSS = 0.2  # ... and the pair may lose at most this much relative gain in total
 DETECT_MAX_SIDE = 2048  # larger inputs are box-reduced for detection (speed, memory)
 MIN_TESTED = 4  # a lattice needs this many inner cells for the split test to vouch for it
 DEMOTE_MARGIN = 0.05  # a finer lattice must break this share fewer cells to replace the comb's
@@ -460,14 +464,22 @@ def _select(ranked: list[tuple[float, float, float]], size: int, tester: SplitTe
     return best
 
 
-def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact: bool = False,
-               drift: bool = True, min_period: float = MIN_PERIOD, noise: float | None = None,
-               tester: SplitTester | None = None) -> AxisGrid:
-    """Recover the cell boundaries along one axis of length `size` from its edge profile
-    (noise: std of one profile entry, if known; tester: image-space check of candidates)."""
+@dataclass
+class _AxisState:
+    """One axis between candidate ranking and the final lattice (for the joint step)."""
+
+    q: np.ndarray
+    lo: int
+    hi: int
+    size: int
+    ranked: list[tuple[float, float, float]]
+    choice: tuple[float, float]
+    tester: SplitTester | None
+
+
+def _axis_state(profile: np.ndarray, size: int, target: int | None, noise: float | None,
+                tester: SplitTester | None, min_period: float = MIN_PERIOD) -> _AxisState:
     q, lo, hi = _clean_profile(profile)
-    if exact and target:
-        return _solve_exact(q, lo, hi, size, target)
     span = max(hi - lo, 1)
     prior = None
     cmin = min_period
@@ -476,11 +488,69 @@ def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact:
         cmin = min(cmin, 0.8 * prior)
     cmax = max(cmin * 1.01, max(span, size * 0.5) / MIN_CELLS)
     ranked = _choose_period(q, lo, hi, cmin, cmax, prior, noise)
-    c, o = _select(ranked, size, tester, prior)
-    cuts = uniform_cuts(size, c, o)
+    return _AxisState(q, lo, hi, size, ranked, _select(ranked, size, tester, prior), tester)
+
+
+def _axis_grid(st: _AxisState, drift: bool) -> AxisGrid:
+    c, o = st.choice
+    cuts = uniform_cuts(st.size, c, o)
     if drift:
-        cuts = refine_cuts(q, cuts, c, size)
+        cuts = refine_cuts(st.q, cuts, c, st.size)
     return AxisGrid(cuts=cuts, period=float(c), phase=float(o))
+
+
+def solve_axis(profile: np.ndarray, size: int, target: int | None = None, exact: bool = False,
+               drift: bool = True, min_period: float = MIN_PERIOD, noise: float | None = None,
+               tester: SplitTester | None = None) -> AxisGrid:
+    """Recover the cell boundaries along one axis of length `size` from its edge profile
+    (noise: std of one profile entry, if known; tester: image-space check of candidates)."""
+    if exact and target:
+        q, lo, hi = _clean_profile(profile)
+        return _solve_exact(q, lo, hi, size, target)
+    return _axis_grid(_axis_state(profile, size, target, noise, tester, min_period), drift)
+
+
+def _square_pair(sx: _AxisState, sy: _AxisState) -> None:
+    """Tie-break toward square cells when the axes disagree.
+
+    Renders almost always have square art pixels. When the two axes chose clearly
+    different periods, a pair of candidates with (nearly) the same period is taken
+    instead if each is nearly as good on its own axis (comb gain) and not worse by the
+    split test. Truly non-square cells survive: a wrong period breaks cells and loses gain.
+    """
+    (cx, _), (cy, _) = sx.choice, sy.choice
+    if abs(np.log(cx / cy)) <= SQUARE_TOL:
+        return
+
+    def rel_gain(st: _AxisState) -> float:
+        g_max = max(g for _, _, g in st.ranked)
+        c0 = st.choice[0]
+        return max((g for c, _, g in st.ranked if abs(c / c0 - 1) < 0.01), default=0.0) / g_max
+
+    def options(st: _AxisState) -> list[tuple[float, float, float]]:
+        g_max = max(g for _, _, g in st.ranked)
+        base = st.tester.rate(uniform_cuts(st.size, *st.choice)) if st.tester else 0.0
+        out = []
+        for c, o, g in st.ranked[:SELECT_TOP + 4]:
+            if g < SQUARE_GAIN_SHARE * g_max:
+                continue
+            r = st.tester.rate(uniform_cuts(st.size, c, o)) if st.tester else 0.0
+            if r < 1.0 and r <= base + RATE_MARGIN:
+                out.append((c, o, g / g_max))
+        return out
+
+    ox, oy = options(sx), options(sy)
+    best, best_score = None, -np.inf
+    for c1, o1, g1 in ox:
+        for c2, o2, g2 in oy:
+            if abs(np.log(c1 / c2)) < SQUARE_PAIR_TOL and g1 + g2 > best_score:
+                best, best_score = ((c1, o1), (c2, o2)), g1 + g2
+    if best is None or best_score < rel_gain(sx) + rel_gain(sy) - SQUARE_LOSS:
+        return
+    common = float(np.sqrt(best[0][0] * best[1][0]))
+    for st, (c, o) in zip((sx, sy), best, strict=True):
+        c2, o2, _ = fit_comb(st.q, st.lo, st.hi, common, rel=0.03)
+        st.choice = (c2, o2) if abs(np.log(c2 / common)) < SQUARE_PAIR_TOL else (c, o)
 
 
 def _solve_exact(q: np.ndarray, lo: int, hi: int, size: int, target: int) -> AxisGrid:
@@ -565,9 +635,13 @@ def detect_grid(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bo
     (x0, x1), (y0, y1) = pr.span_x, pr.span_y
     rows = feat[y0:y1:max(1, (y1 - y0) // TEST_LINES)]
     cols = feat[:, x0:x1:max(1, (x1 - x0) // TEST_LINES)].transpose(1, 0, 2)
-    gx = solve_axis(pr.x, w, tw, exact, drift, noise=pr.noise_x, tester=SplitTester(rows))
-    gy = solve_axis(pr.y, h, th, exact, drift, noise=pr.noise_y, tester=SplitTester(cols))
-    return Grid(gx, gy)
+    if exact and size is not None:
+        return Grid(solve_axis(pr.x, w, tw, True, drift), solve_axis(pr.y, h, th, True, drift))
+    sx = _axis_state(pr.x, w, tw, pr.noise_x, SplitTester(rows))
+    sy = _axis_state(pr.y, h, th, pr.noise_y, SplitTester(cols))
+    if size is None:
+        _square_pair(sx, sy)
+    return Grid(_axis_grid(sx, drift), _axis_grid(sy, drift))
 
 
 def sample_cells(rgba: np.ndarray, grid: Grid, max_samples: int = 8) -> np.ndarray:
