@@ -7,6 +7,15 @@ import gradio as gr
 from studio.core import JobFailed, Studio
 
 
+def submit_and_wait(studio: Studio, submit, progress: gr.Progress, what: str = "step"):
+    """`submit()` queues a job (bad input raises ValueError -> shown as a gr.Error); then `wait_for` it."""
+    try:
+        job = submit()
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+    return wait_for(studio, job, progress, what)
+
+
 def wait_for(studio: Studio, job, progress: gr.Progress, what: str = "step"):
     """Block this event (not the GPU worker) until the job ends; its result, or a gr.Error with the reason.
 

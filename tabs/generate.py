@@ -12,7 +12,7 @@ import gradio as gr
 from studio.core import Studio
 from studio.metadata import MetadataError, params_from_png
 from studio.params import GenerateParams, LoraRef
-from tabs.common import wait_for
+from tabs.common import submit_and_wait, wait_for
 
 BACKGROUNDS = ["auto", "keep"]
 
@@ -43,6 +43,11 @@ def _seed(text) -> int | None:
         return int(float(text))
     except ValueError:
         raise gr.Error(f"seed must be a whole number or blank, got {text!r}") from None
+
+
+def _owner(request: gr.Request | None) -> str | None:
+    """Jobs are tagged with the browser session, so Cancel stops this tab's jobs and no one else's."""
+    return request.session_hash if request else None
 
 
 def build(studio: Studio) -> None:
@@ -146,7 +151,7 @@ def build(studio: Studio) -> None:
                 count=int(count_),
                 pixel=None if raw_ else _pixel_params(sw, sh, col, pal, bg, ol),
             )
-            job = studio.submit_generate(params, source="ui", owner=request.session_hash if request else None)
+            job = studio.submit_generate(params, source="ui", owner=_owner(request))
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         result = wait_for(studio, job, progress)
@@ -198,17 +203,11 @@ def build(studio: Studio) -> None:
     def run_flow(name, values_text, seed_, steps_, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         from studio.workflows import run_workflow
 
-        try:
-            values = dict(line.split("=", 1) for line in (values_text or "").splitlines() if "=" in line)
-            values = {k.strip(): v.strip() for k, v in values.items()}
-            overrides = {"steps": int(steps_)}
-            if _seed(seed_) is not None:
-                overrides["seed"] = _seed(seed_)
-            job = run_workflow(studio, name or "", values, source="ui", generate=overrides,
-                               owner=request.session_hash if request else None)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-        result = wait_for(studio, job, progress)
+        values = dict(line.split("=", 1) for line in (values_text or "").splitlines() if "=" in line)
+        values = {k.strip(): v.strip() for k, v in values.items()}
+        overrides = {"steps": int(steps_)} | ({"seed": _seed(seed_)} if _seed(seed_) is not None else {})
+        result = submit_and_wait(studio, lambda: run_workflow(
+            studio, name or "", values, source="ui", generate=overrides, owner=_owner(request)), progress)
         if result is None:
             return [], [], "Cancelled.", gr.update()
         extras = [(str(p), n) for n, p in result.extras.items()]
@@ -226,21 +225,18 @@ def build(studio: Studio) -> None:
 
     def variations(source, strength, last, prompt_, negative_, model_, loras_, seed_, steps_, guidance_, count_, sw,
                    sh, col, pal, bg, ol, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        try:
-            if not source:
-                if not last:
-                    raise ValueError("upload a sprite, or generate one first")
-                source = studio.job(last)["images"][0]["path"]
+        def submit():
+            src = source or (studio.job(last)["images"][0]["path"] if last else None)
+            if not src:
+                raise ValueError("upload a sprite, or generate one first")
             params = GenerateParams(
                 prompt=prompt_ or "", negative=negative_ or "", model=model_ or None, loras=_parse_loras(loras_),
                 seed=_seed(seed_), steps=int(steps_), guidance=float(guidance_), count=int(count_),
                 pixel=_pixel_params(sw, sh, col, pal, bg, ol),
             )
-            job = studio.submit_variation(params, source, float(strength), "ui",
-                                          owner=request.session_hash if request else None)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-        result = wait_for(studio, job, progress)
+            return studio.submit_variation(params, src, float(strength), "ui", owner=_owner(request))
+
+        result = submit_and_wait(studio, submit, progress)
         if result is None:
             return [], [], "Cancelled.", gr.update()
         return ([(str(im.path), f"seed {im.seed}") for im in result.images],

@@ -161,3 +161,15 @@ def test_metrics_endpoint_plots_job_history(client, live_studio):
     times, outcomes, goals, table = client.predict(api_name="/metrics")
     assert "Seconds per job" in json.dumps(times) and "generate" in json.dumps(outcomes)
     assert table["data"] and "generate" in json.dumps(table["data"])
+
+
+def test_variations_endpoint(client, tmp_path):
+    from gradio_client import handle_file
+
+    src = tmp_path / "sprite.png"
+    Image.fromarray(np.kron(np.array([[[200, 30, 30], [30, 30, 200]], [[30, 200, 30], [250, 250, 250]]],
+                                     dtype=np.uint8), np.ones((8, 8, 1), dtype=np.uint8))).save(src)
+    sprites, raws, status = client.predict(
+        handle_file(str(src)), 0.5, "a gem", "", "demo-tiny", "", "21", 4, 6.0, 2, 0, 0, 0, "", "keep", "",
+        api_name="/variations")
+    assert len(sprites) == 2 and "2 variation(s) at strength 0.5" in status
