@@ -133,3 +133,45 @@ def test_tiny_blip_round_trip_through_find_captioners(tmp_path: Path) -> None:
 
 def test_find_captioners_without_folder(tmp_path: Path) -> None:
     assert list(find_captioners(tmp_path)) == ["structured"]
+
+
+def test_tiny_vision_encoder_decoder_round_trip(tmp_path: Path) -> None:
+    """A ViT encoder + GPT-2 decoder (the VisionEncoderDecoderModel captioners) with a word-level tokenizer
+    built here, without the hub."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        GPT2Config,
+        PreTrainedTokenizerFast,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+    )
+    from transformers import ViTImageProcessorPil as ViTImageProcessor  # PIL backend: no torchvision here
+
+    torch.manual_seed(0)
+    words = ["<pad>", "<s>", "</s>", "<unk>", "red", "slime", "sprite", "pixel", "art"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    enc = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                    image_size=32, patch_size=8)
+    dec = GPT2Config(vocab_size=len(words), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                     add_cross_attention=True, is_decoder=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = 1, 0, 2
+    model = VisionEncoderDecoderModel(cfg)
+    # random weights may stop at once or repeat a special token; both are settings real models ship
+    model.generation_config.min_new_tokens = 3
+    model.generation_config.suppress_tokens = [0, 1, 3]
+    dst = tmp_path / "captioners" / "tiny-ved"
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(dst)
+
+    cap = find_captioners(tmp_path)["tiny-ved"]
+    text = cap.caption(Image.fromarray(red_slime()))
+    assert type(cap._model).__name__ == "VisionEncoderDecoderModel"
+    assert isinstance(text, str) and len(text.split()) >= 3
+    assert set(text.split()) <= set(words[4:])
