@@ -187,6 +187,22 @@ def test_sheet_split_by_grid(ds: Dataset, tmp_path: Path) -> None:
     assert "does not divide" in bad.skipped[0].reason
 
 
+def test_animated_gif_frames_and_progress(ds: Dataset, tmp_path: Path) -> None:
+    frames = [make_sprite(16, 16, 4, seed=50 + i) for i in range(3)]
+    ims = [Image.fromarray(upscaled(f, 4)) for f in frames]
+    p = tmp_path / "bat_fly.gif"
+    ims[0].save(p, save_all=True, append_images=[*ims[1:], ims[0]], duration=100, loop=0, disposal=2)
+    calls: list[tuple[int, int, str]] = []
+    rep = ds.import_files([p], progress=lambda done, total, name: calls.append((done, total, name)))
+    assert [r.file for r in rep.added] == ["bat_fly_f0.png", "bat_fly_f1.png", "bat_fly_f2.png"]
+    assert "exact duplicate of bat_fly_f0.png" in rep.skipped[0].reason  # the 4th frame repeats the 1st
+    for r, f in zip(rep.added, frames, strict=True):
+        assert r.native_size == (16, 16)
+        assert np.array_equal(np.asarray(ds.native_image(r.file))[..., 3] > 0, f[..., 3] > 0)
+    assert calls == [(1, 1, "bat_fly.gif")]
+    assert len(Dataset.create(ds.path.parent, "still").import_files([p], frames=False).added) == 1
+
+
 # ----------------------------------------------------------------------------------------
 # checks
 # ----------------------------------------------------------------------------------------
@@ -422,3 +438,20 @@ def test_detect_native_keeps_background(tmp_path: Path) -> None:
     tile = make_sprite(16, 16, 4, seed=2, opaque=True)
     res = detect_native(upscaled(tile, 4))
     assert np.array_equal(np.asarray(res.image), tile)  # an opaque tile stays opaque
+
+
+def test_a_failed_write_leaves_nothing_behind(ds: Dataset, tmp_path: Path, monkeypatch) -> None:
+    import training.dataset as dsm
+
+    real = dsm.write_atomic
+
+    def failing(dst: Path, data) -> None:
+        if dst.parent.name == "native":
+            raise OSError("disk full")
+        real(dst, data)
+
+    monkeypatch.setattr(dsm, "write_atomic", failing)
+    rep = ds.import_files([save(tmp_path / "hero.png", upscaled(make_sprite(16, 16, 4, seed=60), 4))])
+    assert not rep.added and rep.skipped[0].reason == "disk full"
+    assert all_files(ds.path) == ["dataset.json", "dataset.toml"]
+    assert Dataset.open(ds.path.parent, ds.name).records == ()

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import tomllib
 import uuid
 import zipfile
@@ -42,7 +43,7 @@ import numpy as np
 from PIL import Image
 from scipy import fft as sfft
 
-from pipelines.pixel import PixelImageError, PixelParams, PixelResult, load_rgba, pixelate
+from pipelines.pixel import PixelImageError, PixelParams, PixelResult, load_frames, load_rgba, pixelate
 from pipelines.pixel.color import parse_hex
 from pipelines.pixel.grid import uniform_cuts
 
@@ -65,6 +66,9 @@ RECON_ERROR_MAX = 0.35
 CELL_NOISE_MAX = 0.10  # share of cell-centre pixels off their cell colour by > 8 levels (JPEG ringing)
 
 INDEX_FILE, META_FILE, UNDO_FILE = "dataset.json", "dataset.toml", "captions.undo.json"
+
+
+Progress = Callable[[int, int, str], None]
 
 
 class DatasetError(ValueError):
@@ -455,6 +459,7 @@ class Dataset:
         self.path = path
         self.meta = meta
         self._records: dict[str, ImageRecord] = {r.file: r for r in records}
+        self._lock = threading.RLock()  # one handle may be shared by several UI events
 
     # --- create / open --------------------------------------------------------------
     @classmethod
@@ -548,12 +553,13 @@ class Dataset:
         return self.meta
 
     def _put(self, records: Iterable[ImageRecord], write_captions: bool = True) -> None:
-        for r in records:
-            if write_captions and (not self.caption_path(r.file).is_file()
-                                   or self._records.get(r.file, r).caption != r.caption):
-                write_atomic(self.caption_path(r.file), r.caption)
-            self._records[r.file] = r
-        self._save_index()
+        with self._lock:
+            for r in records:
+                if write_captions and (not self.caption_path(r.file).is_file()
+                                       or self._records.get(r.file, r).caption != r.caption):
+                    write_atomic(self.caption_path(r.file), r.caption)
+                self._records[r.file] = r
+            self._save_index()
 
     def set_include(self, file: str, include: bool) -> ImageRecord:
         r = dataclasses.replace(self.record(file), include=bool(include))
@@ -567,37 +573,47 @@ class Dataset:
 
     def remove(self, file: str) -> None:
         """Drop an image and its native sprite and caption from the dataset."""
-        rec = self.record(file)
-        for p in (self.path / "images" / rec.file, self.native_path(file), self.caption_path(file)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        del self._records[file]
-        self._refresh_duplicate_problems()
-        self._save_index()
+        with self._lock:
+            rec = self.record(file)
+            for p in (self.path / "images" / rec.file, self.native_path(file), self.caption_path(file)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            del self._records[file]
+            self._refresh_duplicate_problems()
+            self._save_index()
 
     # --- import ------------------------------------------------------------------------
     def import_folder(self, folder: str | os.PathLike, split: tuple[int, int] | None = None,
-                      cell: tuple[int, int] | None = None, recursive: bool = True) -> ImportReport:
-        """Import every image under a folder; a `<stem>.txt` beside an image becomes its caption."""
+                      cell: tuple[int, int] | None = None, recursive: bool = True, frames: bool = True,
+                      progress: Progress | None = None) -> ImportReport:
+        """Import every image under a folder; a `<stem>.txt` beside an image becomes its caption.
+
+        split=(columns, rows) or cell=(w, h) cuts every image as a sprite sheet (empty cells are left
+        out); frames=True imports every frame of an animated GIF/WebP/APNG. progress(done, total, name)
+        is called after each file."""
         base = Path(folder)
         if not base.is_dir():
             raise DatasetError(f"{folder} is not a folder")
         files = sorted(p for p in (base.rglob("*") if recursive else base.iterdir()) if p.is_file())
-        return self._import(((p.relative_to(base).as_posix(), _file_reader(p)) for p in files), split, cell)
+        return self._import(((p.relative_to(base).as_posix(), _file_reader(p)) for p in files), split, cell,
+                            frames, progress)
 
     def import_files(self, paths: Sequence[str | os.PathLike], split: tuple[int, int] | None = None,
-                     cell: tuple[int, int] | None = None) -> ImportReport:
-        """Import uploads (a list of file paths); a zip among them is imported entry by entry."""
+                     cell: tuple[int, int] | None = None, frames: bool = True,
+                     progress: Progress | None = None) -> ImportReport:
+        """Import uploads (a list of file paths); a zip among them is imported entry by entry. Options as
+        in `import_folder`."""
         paths = [Path(p) for p in paths]
         zips = [p for p in paths if p.suffix.lower() == ".zip"]
         items = [(p.name, _file_reader(p)) for p in paths if p.suffix.lower() != ".zip"]
-        report = self._import(items, split, cell)
+        report = self._import(items, split, cell, frames, progress)
         for z in zips:
-            report = _merge(report, self.import_zip(z, split, cell))
+            report = _merge(report, self.import_zip(z, split, cell, frames, progress))
         return report
 
     def import_zip(self, zip_path: str | os.PathLike, split: tuple[int, int] | None = None,
-                   cell: tuple[int, int] | None = None) -> ImportReport:
+                   cell: tuple[int, int] | None = None, frames: bool = True,
+                   progress: Progress | None = None) -> ImportReport:
         """Import the images of a zip. Nothing is extracted by the zip's own names (entries are read into
         memory and renamed), entries that try to escape ('../', absolute paths) are refused, and sizes
         are limited per entry, in total and in count."""
@@ -623,14 +639,20 @@ class Dataset:
                     skipped.append(Skipped(info.filename, f"the zip holds over {MAX_ZIP_BYTES // 2**20} MiB"))
                     continue
                 items.append((info.filename, _zip_reader(zf, info)))
-            rep = self._import(items, split, cell)
+            rep = self._import(items, split, cell, frames, progress)
         return dataclasses.replace(rep, skipped=tuple(skipped) + rep.skipped)
 
     def _import(self, items: Iterable[tuple[str, Callable[[], bytes]]], split: tuple[int, int] | None,
-                cell: tuple[int, int] | None) -> ImportReport:
+                cell: tuple[int, int] | None, frames_too: bool = True, progress: Progress | None = None
+                ) -> ImportReport:
         if split is not None and cell is not None:
             raise DatasetError("give either split=(columns, rows) or cell=(w, h), not both")
         items = list(items)
+        with self._lock:
+            return self._import_locked(items, split, cell, frames_too, progress)
+
+    def _import_locked(self, items: list[tuple[str, Callable[[], bytes]]], split: tuple[int, int] | None,
+                       cell: tuple[int, int] | None, frames_too: bool, progress: Progress | None) -> ImportReport:
         names = {n for n, _ in items}
         captions = {n: r for n, r in items if n.lower().endswith(".txt")}
         added: list[ImageRecord] = []
@@ -638,7 +660,7 @@ class Dataset:
         seen = {r.sha256: r.file for r in self._records.values()}
         exact: list[DuplicateGroup] = []  # copies refused at import
         try:
-            for src, read in items:
+            for i, (src, read) in enumerate(items):
                 ext = PurePosixPath(src).suffix.lower()
                 if ext == ".txt" and any(str(PurePosixPath(src).with_suffix(e)) in names for e in IMPORT_EXTENSIONS):
                     continue  # a caption beside an image: read with the image
@@ -650,34 +672,33 @@ class Dataset:
                     raw = read()
                     if len(raw) > MAX_FILE_BYTES:
                         raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-                    fmt = _format_of(raw)
-                    rgba = load_rgba(raw)
-                    pieces = ([(None, rgba)] if split is None and cell is None
-                              else [((r, c), p) for r, c, p in _sheet_cells(rgba, split, cell)])
-                    if not pieces:
-                        raise DatasetError("every cell of the sheet is empty")
+                    fmt, n_frames = _format_of(raw)
+                    frames = load_frames(raw) if n_frames > 1 and frames_too else [load_rgba(raw)]
+                    pieces = _pieces(frames, split, cell)
                 except (PixelImageError, DatasetError, OSError, zipfile.BadZipFile, RuntimeError) as e:
-                    skipped.append(Skipped(src, _reason(e, src)))
+                    skipped.append(Skipped(src, str(e)))
                     continue
                 cap_src = str(PurePosixPath(src).with_suffix(".txt"))
                 caption = ""
                 if cap_src in captions:
                     with contextlib.suppress(OSError, UnicodeDecodeError, RuntimeError, DatasetError):
                         caption = captions[cap_src]().decode("utf-8").strip()
-                for pos, px in pieces:
-                    label = src if pos is None else f"{src} [row {pos[0]}, col {pos[1]}]"
+                for tag, px in pieces:
+                    label = f"{src}#{tag}" if tag else src
                     sha = pixel_sha256(px)
                     if sha in seen:
                         skipped.append(Skipped(label, f"exact duplicate of {seen[sha]}"))
                         exact.append(DuplicateGroup("exact", (seen[sha], label)))
                         continue
                     try:
-                        rec = self._add(src, pos, px, raw if pos is None else None, fmt, sha, caption)
+                        rec = self._add(src, tag, px, None if tag else raw, fmt, sha, caption)
                     except (PixelImageError, ValueError, OSError) as e:
-                        skipped.append(Skipped(label, _reason(e, src)))
+                        skipped.append(Skipped(label, str(e)))
                         continue
                     seen[sha] = rec.file
                     added.append(rec)
+                if progress is not None:
+                    progress(i + 1, len(items), src)
         finally:
             self._refresh_duplicate_problems()
             self._save_index()
@@ -693,14 +714,13 @@ class Dataset:
             stem, i = f"{want}-{i}", i + 1
         return stem
 
-    def _add(self, src: str, pos: tuple[int, int] | None, rgba: np.ndarray, raw: bytes | None,
+    def _add(self, src: str, tag: str, rgba: np.ndarray, raw: bytes | None,
              fmt: str | None, sha: str, caption: str) -> ImageRecord:
-        """Analyse one image and write original, native sprite and caption; on any failure nothing of it
-        is left behind."""
+        """Analyse one image (a file, or a frame / sheet cell of one: tag 'f1', 'r0c2', 'f1_r0c2') and write
+        original, native sprite and caption; on any failure nothing of it is left behind."""
         result = detect_native(rgba)
-        problems = check_image(rgba, result, fmt if pos is None else None)
-        stem = slug(PurePosixPath(src).stem) + ("" if pos is None else f"_r{pos[0]}c{pos[1]}")
-        stem = self._unique_stem(stem)
+        problems = check_image(rgba, result, fmt)
+        stem = self._unique_stem(slug(PurePosixPath(src).stem) + (f"_{tag}" if tag else ""))
         ext = {"JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}.get(fmt or "", ".png")
         if raw is None or ext == ".png" and fmt != "PNG":
             raw, ext = _png_bytes(rgba), ".png"
@@ -710,7 +730,7 @@ class Dataset:
             n_colours=_count_colours(rgba), native_scale=round(float(np.mean(result.cell)), 2),
             native_size=result.image.size, has_alpha=bool((rgba[..., 3] < 255).any()),
             opaque_fraction=round(float((rgba[..., 3] >= 128).mean()), 4), phash=phash(nat),
-            caption=caption, problems=problems, source=src if pos is None else f"{src}#r{pos[0]}c{pos[1]}",
+            caption=caption, problems=problems, source=f"{src}#{tag}" if tag else src,
         )
         written: list[Path] = []
         try:
@@ -778,17 +798,28 @@ def _unsafe_zip_name(name: str) -> str | None:
     return None
 
 
-def _format_of(raw: bytes) -> str | None:
+def _format_of(raw: bytes) -> tuple[str | None, int]:
+    """Pillow's format name and frame count, from the header (load_rgba does the real validation)."""
     with contextlib.suppress(Exception), Image.open(io.BytesIO(raw)) as im:
-        return im.format
-    return None
+        return im.format, int(getattr(im, "n_frames", 1))
+    return None, 1
 
 
-def _reason(e: Exception, src: str) -> str:
-    """The error's sentence without the file name repeated (the report already names the file)."""
-    msg = str(e)
-    name = f"'{PurePosixPath(src).name}'"
-    return msg.replace(f"{name} ", "").replace("the image ", "") if msg.startswith((name, "the image")) else msg
+def _pieces(frames: list[np.ndarray], split: tuple[int, int] | None, cell: tuple[int, int] | None
+            ) -> list[tuple[str, np.ndarray]]:
+    """(tag, image) for every frame of an animation and every non-empty cell of a sheet; tag '' for a
+    plain single image."""
+    out = []
+    for i, f in enumerate(frames):
+        ftag = f"f{i}" if len(frames) > 1 else ""
+        if split is None and cell is None:
+            out.append((ftag, f))
+            continue
+        for r, c, p in _sheet_cells(f, split, cell):
+            out.append(("_".join(t for t in (ftag, f"r{r}c{c}") if t), p))
+    if not out:
+        raise DatasetError("every cell of the sheet is empty")
+    return out
 
 
 def _merge(a: ImportReport, b: ImportReport) -> ImportReport:
@@ -805,11 +836,14 @@ def _targets(ds: Dataset, files: Iterable[str] | None) -> list[ImageRecord]:
 def _bulk(ds: Dataset, op: str, fn: Callable[[ImageRecord], str], files: Iterable[str] | None) -> str:
     """Set every target's caption to fn(record), first saving the old captions to captions.undo.json (so
     undo survives a restart). Returns the undo token."""
-    recs = _targets(ds, files)
-    token = uuid.uuid4().hex[:12]
-    old = {r.file: r.caption for r in recs}
-    write_atomic(ds.path / UNDO_FILE, json.dumps({"token": token, "op": op, "captions": old}, ensure_ascii=False))
-    ds._put([dataclasses.replace(r, caption=_tidy(fn(r))) for r in recs])
+    with ds._lock:
+        recs = _targets(ds, files)
+        token = uuid.uuid4().hex[:12]
+        old = {r.file: r.caption for r in recs}
+        new = [dataclasses.replace(r, caption=_tidy(fn(r))) for r in recs]  # fails before anything is written
+        write_atomic(ds.path / UNDO_FILE, json.dumps({"token": token, "op": op, "captions": old},
+                                                     ensure_ascii=False))
+        ds._put(new)
     return token
 
 
@@ -882,14 +916,19 @@ def undo_last(ds: Dataset, token: str | None = None) -> int:
     """Restore the captions from before the last bulk edit; returns how many were restored.
     token: only undo if the last bulk edit is this one (another edit since is an error)."""
     p = ds.path / UNDO_FILE
-    if not p.is_file():
-        raise DatasetError("there is no caption edit to undo")
-    data = json.loads(p.read_text("utf-8"))
-    if token is not None and data.get("token") != token:
-        raise DatasetError("another caption edit was made since; only the last one can be undone")
-    old = {f: c for f, c in data["captions"].items() if f in ds._records}
-    ds._put([dataclasses.replace(ds.record(f), caption=c) for f, c in old.items()])
-    p.unlink()
+    with ds._lock:
+        if not p.is_file():
+            raise DatasetError("there is no caption edit to undo")
+        try:
+            data = json.loads(p.read_text("utf-8"))
+            captions = dict(data["captions"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"{p} cannot be read ({e}); the edit cannot be undone") from None
+        if token is not None and data.get("token") != token:
+            raise DatasetError("another caption edit was made since; only the last one can be undone")
+        old = {f: str(c) for f, c in captions.items() if f in ds._records}
+        ds._put([dataclasses.replace(ds.record(f), caption=c) for f, c in old.items()])
+        p.unlink()
     return len(old)
 
 
