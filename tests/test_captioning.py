@@ -57,6 +57,13 @@ def test_structured_caption_measures_the_native_sprite() -> None:
     assert cap.startswith("pixel art sprite, 32x32, small, transparent background, 4 colours: red")
 
 
+def test_sprite_on_a_flat_background_names_it() -> None:
+    a = red_slime()
+    a[a[..., 3] == 0] = (40, 80, 220, 255)  # blue backdrop
+    cap = StructuredCaptioner().caption(Image.fromarray(a))
+    assert cap == "pixel art sprite, 32x32, small, blue background, 4 colours: red, dark red, black, white"
+
+
 def test_kind_guess_tile_and_sheet() -> None:
     tile = make_sprite(16, 16, 4, seed=2, opaque=True)
     assert "pixel art tile, 16x16, tiny, opaque background" in StructuredCaptioner().caption(Image.fromarray(tile))

@@ -78,11 +78,12 @@ def size_class(w: int, h: int) -> str:
 
 
 def _kind(rgba: np.ndarray) -> str:
-    """tile: a fully opaque square; sheet: several similar separate shapes on a grid; else sprite."""
+    """tile: a fully opaque square (not a flat backdrop); sheet: several similar separate shapes on a grid;
+    else sprite."""
     h, w = rgba.shape[:2]
     mask = rgba[..., 3] >= 128
-    if mask.all():
-        return "tile" if w == h else "sprite"
+    if mask.all():  # a sprite on a flat backdrop is not a tile
+        return "tile" if w == h and _flat_border(rgba) is None else "sprite"
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n < 4:
         return "sprite"
@@ -100,6 +101,18 @@ def _kind(rgba: np.ndarray) -> str:
     cols = len(np.unique(np.round(centres[:, 0] / max(med[0], 1))))
     on_grid = rows * cols <= 1.5 * len(centres)
     return "sheet" if similar and on_grid else "sprite"
+
+
+def _flat_border(rgba: np.ndarray) -> np.ndarray | None:
+    """The colour of an opaque border ring that is (at least 90 %) one colour, else None."""
+    ring = np.concatenate([rgba[0], rgba[-1], rgba[1:-1, 0], rgba[1:-1, -1]])
+    if not np.all(ring[:, 3] >= 128):
+        return None
+    colours, counts = np.unique(ring[:, :3], axis=0, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < 0.9 * len(ring) or np.all(rgba[..., :3] == colours[top]):
+        return None
+    return colours[top]
 
 
 def _native(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -144,7 +157,14 @@ class StructuredCaptioner:
             tags.append(words)
         tags += [f"pixel art {kind}", f"{w}x{h}", size_class(w, h)]
         border = np.concatenate([opaque[0], opaque[-1], opaque[:, 0], opaque[:, -1]])
-        tags.append("transparent background" if (~opaque).any() and border.mean() < 0.5 else "opaque background")
+        bg = _flat_border(rgba)
+        if (~opaque).any() and border.mean() < 0.5:
+            tags.append("transparent background")
+        elif bg is not None:  # a sprite on a flat colour: name it, and leave it out of the sprite's colours
+            tags.append(f"{colour_name(bg)} background")
+            opaque &= np.any(rgba[..., :3] != bg, axis=-1)
+        else:
+            tags.append("opaque background")
         cols = rgba[opaque][:, :3]
         if len(cols):
             packed = (cols[:, 0].astype(np.uint32) << 16) | (cols[:, 1].astype(np.uint32) << 8) | cols[:, 2]
