@@ -122,3 +122,11 @@ def test_huge_render_is_detected_on_a_reduced_copy() -> None:
     assert out.shape == s.shape
     assert _match(out, s, tol=24) == 1.0
     assert res.cell[0] == pytest.approx(101.3, rel=0.005)
+
+
+def test_images_without_edges_do_not_invent_a_grid() -> None:
+    solid = np.full((120, 90, 3), 70, np.uint8)
+    assert pixelate(solid).image.size == (1, 1)
+    assert pixelate(solid, PixelParams(size=(16, 12))).image.size == (16, 12)
+    grad = np.dstack([np.tile(np.linspace(0, 255, 200), (100, 1))] * 3).astype(np.uint8)
+    assert pixelate(grad, PixelParams(size=(10, 5))).image.size == (10, 5)

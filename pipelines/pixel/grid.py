@@ -480,6 +480,12 @@ class _AxisState:
 def _axis_state(profile: np.ndarray, size: int, target: int | None, noise: float | None,
                 tester: SplitTester | None, min_period: float = MIN_PERIOD) -> _AxisState:
     q, lo, hi = _clean_profile(profile)
+    edge_floor = 6.0 * (noise or 0.0) + 1e-6
+    if q.size == 0 or float(np.max(q)) <= edge_floor:
+        # no edge stands out of the noise: nothing to measure. One cell per axis, or the
+        # target count if one was given.
+        c = size / target if target else float(size)
+        return _AxisState(q, lo, hi, size, [(c, 0.0, 0.0)], (c, 0.0), None)
     span = max(hi - lo, 1)
     prior = None
     cmin = min_period
@@ -520,6 +526,9 @@ def _square_pair(sx: _AxisState, sy: _AxisState) -> None:
     """
     (cx, _), (cy, _) = sx.choice, sy.choice
     if abs(np.log(cx / cy)) <= SQUARE_TOL:
+        return
+
+    if max(g for _, _, g in sx.ranked) <= 0 or max(g for _, _, g in sy.ranked) <= 0:
         return
 
     def rel_gain(st: _AxisState) -> float:
