@@ -86,6 +86,10 @@ def test_create_open_list_and_names(tmp_path: Path) -> None:
         Dataset.open(root, "nope")
     with pytest.raises(DatasetError, match="trigger word"):
         Dataset.create(root, "x", trigger="a, b")
+    d.update_meta(trigger="kn", notes="")
+    assert Dataset.open(root, "knights_2").meta.trigger == "kn"
+    with pytest.raises(DatasetError, match="only trigger"):
+        d.update_meta(name="other")
     assert not (tmp_path / "escape").exists()
 
 

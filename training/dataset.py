@@ -378,7 +378,6 @@ def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLIC
     if n < 2:
         return groups
     hashes = np.array([int(r.phash, 16) for r in records], dtype=np.uint64)
-    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -387,8 +386,11 @@ def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLIC
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(dist <= threshold, 1)), strict=True):
-        parent[root(int(i))] = root(int(j))
+    for i0 in range(0, n, 256):  # blocks of rows: memory stays O(256 n) however large the set
+        close = np.bitwise_count(hashes[i0:i0 + 256, None] ^ hashes[None, :]) <= threshold
+        for i, j in zip(*np.nonzero(close), strict=True):
+            if i0 + i < j:
+                parent[root(int(i0 + i))] = root(int(j))
     comps: dict[int, list[int]] = {}
     for i in range(n):
         comps.setdefault(root(i), []).append(i)
@@ -546,8 +548,9 @@ class Dataset:
 
     def update_meta(self, **changes: str) -> DatasetMeta:
         """Change trigger, class word or notes (not the name)."""
-        if "name" in changes or "created" in changes:
-            raise DatasetError("a dataset's name and creation time cannot be changed")
+        unknown = set(changes) - {"trigger", "class_word", "notes"}
+        if unknown:
+            raise DatasetError(f"only trigger, class_word and notes can be changed, not {', '.join(sorted(unknown))}")
         self.meta = dataclasses.replace(self.meta, **changes)
         self._save_meta()
         return self.meta
