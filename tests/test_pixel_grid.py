@@ -115,13 +115,13 @@ def test_size_hint_and_exact() -> None:
 
 def test_huge_render_is_detected_on_a_reduced_copy() -> None:
     s = make_sprite(26, 24, 5, seed=9)
-    im = render(s, cell=(101.3, 101.3), blur=1.0, jpeg=85, seed=9)  # ~2600 px: reduced 2x for detection
+    im = render(s, cell=(80.7, 80.7), jpeg=90, seed=9)  # ~2100 px: reduced 2x for detection
     assert max(im.shape) > 2048
     res = pixelate(im)
     out = np.asarray(res.image)
     assert out.shape == s.shape
     assert _match(out, s, tol=24) == 1.0
-    assert res.cell[0] == pytest.approx(101.3, rel=0.005)
+    assert res.cell[0] == pytest.approx(80.7, rel=0.005)
 
 
 def test_images_without_edges_do_not_invent_a_grid() -> None:
