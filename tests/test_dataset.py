@@ -418,6 +418,10 @@ def test_export_layouts(ds: Dataset, tmp_path: Path) -> None:
     with Image.open(folder / "red_slime.png") as im:
         assert im.size in SDXL_BUCKETS
     assert export_kohya(ds, tmp_path / "k3", repeats=3).folder.name == "3_slm sprite"
+    with pytest.raises(DatasetError, match="not empty"):
+        export_kohya(ds, tmp_path / "kohya")
+    export_kohya(ds, tmp_path / "kohya", repeats=4, overwrite=True)  # an old repeat folder would train too
+    assert [p.name for p in (tmp_path / "kohya").iterdir()] == ["4_slm sprite"]
 
     rep = export_diffusers(ds, tmp_path / "hf")
     lines = [json.loads(x) for x in (tmp_path / "hf" / "metadata.jsonl").read_text().splitlines()]
@@ -432,7 +436,9 @@ def test_auto_caption_with_structured_captioner(ds: Dataset, tmp_path: Path) -> 
     from training.dataset import auto_caption
 
     ds.import_files([save(tmp_path / "green_frog-jump_02.png", upscaled(make_sprite(16, 16, 4, seed=40), 4))])
-    tok = auto_caption(ds, StructuredCaptioner())
+    seen: list[tuple[int, int, str]] = []
+    tok = auto_caption(ds, StructuredCaptioner(), progress=lambda *a: seen.append(a))
+    assert seen == [(1, 1, "green_frog-jump_02.png")]
     cap = ds.record("green_frog-jump_02.png").caption
     assert cap.startswith("slm, green frog jump, pixel art sprite, 16x16, tiny, transparent background, 4 colours")
     assert undo_last(ds, tok) == 1 and ds.record("green_frog-jump_02.png").caption == ""

@@ -900,9 +900,11 @@ def caption_ensure_trigger(ds: Dataset, trigger: str | None = None, files: Itera
     return _bulk(ds, "ensure-trigger", fix, files)
 
 
-def auto_caption(ds: Dataset, captioner, files: Iterable[str] | None = None, overwrite: bool = False) -> str:
+def auto_caption(ds: Dataset, captioner, files: Iterable[str] | None = None, overwrite: bool = False,
+                 progress: Progress | None = None) -> str:
     """Caption images with a captioner (anything with `caption(image) -> str`), on the native sprite.
-    Existing captions are kept unless overwrite. The trigger word is put first. Undoable."""
+    Existing captions are kept unless overwrite. The trigger word is put first. Undoable as one edit;
+    nothing is written until every image is captioned. progress(done, total, file) after each image."""
     recs = [r for r in _targets(ds, files) if overwrite or not r.caption]
     takes_name = "name" in inspect.signature(captioner.caption).parameters
     new: dict[str, str] = {}
@@ -912,6 +914,8 @@ def auto_caption(ds: Dataset, captioner, files: Iterable[str] | None = None, ove
         t = ds.meta.trigger
         tags = [x.strip() for x in str(text).split(",") if x.strip() and x.strip() != t]
         new[r.file] = ", ".join([t, *tags] if t else tags)
+        if progress is not None:
+            progress(len(new), len(recs), r.file)
     return _bulk(ds, "auto-caption", lambda r: new[r.file], list(new))
 
 
@@ -1074,7 +1078,17 @@ def prepare(ds: Dataset, out_dir: str | os.PathLike, buckets: Sequence[tuple[int
 
 def export_kohya(ds: Dataset, out_dir: str | os.PathLike, repeats: int = 10,
                  background: Background = (255, 255, 255), overwrite: bool = False) -> PrepareReport:
-    """kohya sd-scripts layout: `out_dir/<repeats>_<trigger> <class>/` with images and .txt captions."""
+    """kohya sd-scripts layout: `out_dir/<repeats>_<trigger> <class>/` with images and .txt captions.
+
+    kohya trains every `<n>_...` folder it finds, so with overwrite the folders of earlier exports with
+    another repeat count are removed too (only when they hold nothing but .png/.txt files)."""
+    if overwrite and Path(out_dir).is_dir():
+        for d in Path(out_dir).iterdir():
+            files = list(d.iterdir()) if d.is_dir() and re.match(r"^\d+_", d.name) else None
+            if files is not None and all(f.is_file() and f.suffix.lower() in (".png", ".txt") for f in files):
+                for f in files:
+                    f.unlink()
+                d.rmdir()
     return prepare(ds, out_dir, background=background, repeats=repeats, overwrite=overwrite)
 
 
