@@ -112,7 +112,8 @@ def test_import_folder_with_bad_files(ds: Dataset, tmp_path: Path) -> None:
     s1, s2 = make_sprite(16, 16, 5, seed=1), make_sprite(16, 16, 5, seed=2)
     save(src / "Red Slime_idle 01.png", upscaled(s1, 4))
     (src / "Red Slime_idle 01.txt").write_text("slm, red slime\n")
-    save(src / "sub" / "blue.png", s2)
+    save(src / "sub" / "blue.PNG", s2)
+    (src / "sub" / "Blue.txt").write_text("blue one")
     (src / "notes.png").write_text("hello, I am text")
     full = png_bytes(upscaled(make_sprite(16, 16, 5, seed=3), 8))
     (src / "truncated.png").write_bytes(full[: len(full) // 2])
@@ -120,7 +121,7 @@ def test_import_folder_with_bad_files(ds: Dataset, tmp_path: Path) -> None:
     save(src / "dot.png", np.array([[[255, 0, 0, 255]]], np.uint8))
 
     rep = ds.import_folder(src)
-    assert [r.source for r in rep.added] == ["Red Slime_idle 01.png", "sub/blue.png"]
+    assert [r.source for r in rep.added] == ["Red Slime_idle 01.png", "sub/blue.PNG"]
     reasons = {s.name: s.reason for s in rep.skipped}
     assert set(reasons) == {"notes.png", "truncated.png", "readme.md", "dot.png"}
     assert "not an image" in reasons["notes.png"]
@@ -128,7 +129,7 @@ def test_import_folder_with_bad_files(ds: Dataset, tmp_path: Path) -> None:
     assert "not a supported image type (.md)" in reasons["readme.md"]
     assert "1x1" in reasons["dot.png"]
     first = ds.record("red_slime_idle_01.png")
-    assert first.caption == "slm, red slime"
+    assert first.caption == "slm, red slime" and ds.record("blue.png").caption == "blue one"
     # exactly the added images, their captions and native sprites: nothing partial, no temp files
     assert all_files(ds.path) == sorted([
         "dataset.json", "dataset.toml", "images/blue.png", "images/blue.txt", "images/red_slime_idle_01.png",

@@ -656,8 +656,8 @@ class Dataset:
 
     def _import_locked(self, items: list[tuple[str, Callable[[], bytes]]], split: tuple[int, int] | None,
                        cell: tuple[int, int] | None, frames_too: bool, progress: Progress | None) -> ImportReport:
-        names = {n for n, _ in items}
-        captions = {n: r for n, r in items if n.lower().endswith(".txt")}
+        names = {n.lower() for n, _ in items}
+        captions = {n.lower(): r for n, r in items if n.lower().endswith(".txt")}
         added: list[ImageRecord] = []
         skipped: list[Skipped] = []
         seen = {r.sha256: r.file for r in self._records.values()}
@@ -665,7 +665,8 @@ class Dataset:
         try:
             for i, (src, read) in enumerate(items):
                 ext = PurePosixPath(src).suffix.lower()
-                if ext == ".txt" and any(str(PurePosixPath(src).with_suffix(e)) in names for e in IMPORT_EXTENSIONS):
+                if ext == ".txt" and any(str(PurePosixPath(src.lower()).with_suffix(e)) in names
+                                         for e in IMPORT_EXTENSIONS):
                     continue  # a caption beside an image: read with the image
                 if ext not in IMPORT_EXTENSIONS:
                     skipped.append(Skipped(src, f"not a supported image type ({ext or 'no extension'}); "
@@ -681,7 +682,7 @@ class Dataset:
                 except (PixelImageError, DatasetError, OSError, zipfile.BadZipFile, RuntimeError) as e:
                     skipped.append(Skipped(src, str(e)))
                     continue
-                cap_src = str(PurePosixPath(src).with_suffix(".txt"))
+                cap_src = str(PurePosixPath(src.lower()).with_suffix(".txt"))
                 caption = ""
                 if cap_src in captions:
                     with contextlib.suppress(OSError, UnicodeDecodeError, RuntimeError, DatasetError):
