@@ -402,6 +402,11 @@ def test_include_flag_and_hand_edited_caption_persist(ds: Dataset, tmp_path: Pat
     again = Dataset.open(ds.path.parent, ds.name)
     assert again.record("bat.png").include is False and again.record("red_slime.png").include is True
     assert again.record("red_slime.png").caption == "edited by hand"
+    (ds.path / "native" / "bat.png").unlink()  # deleted by hand: reported, and prepare skips it
+    again = Dataset.open(ds.path.parent, ds.name)
+    assert again.record("bat.png").problem_codes == ("missing-file",)
+    again.set_include("bat.png", True)
+    assert [s.name for s in prepare(again, tmp_path / "out").skipped] == ["bat.png"]
     again.remove("blue_slime.png")
     assert sorted(r.file for r in Dataset.open(ds.path.parent, ds.name).records) == ["bat.png", "red_slime.png"]
     assert not (ds.path / "images" / "blue_slime.png").exists()

@@ -502,12 +502,16 @@ class Dataset:
             except (json.JSONDecodeError, OSError, TypeError, AttributeError) as e:
                 raise DatasetError(f"{path / INDEX_FILE} cannot be read: {e}") from None
         ds = cls(path, meta, records)
-        for r in list(ds._records.values()):  # the .txt is the source of truth for captions
+        for r in list(ds._records.values()):
             txt = ds.caption_path(r.file)
-            if txt.is_file():
-                cap = txt.read_text("utf-8").strip()
-                if cap != r.caption:
-                    ds._records[r.file] = dataclasses.replace(r, caption=cap)
+            cap = txt.read_text("utf-8").strip() if txt.is_file() else r.caption  # the .txt wins
+            # files deleted by hand are reported, not silently dropped
+            problems = [q for q in r.problems if problem_code(q) != "missing-file"]
+            gone = [p.name for p in (path / "images" / r.file, path / "native" / f"{r.stem}.png") if not p.is_file()]
+            if gone:
+                problems.append(f"missing-file: {', '.join(gone)} no longer on disk")
+            if cap != r.caption or tuple(problems) != r.problems:
+                ds._records[r.file] = dataclasses.replace(r, caption=cap, problems=tuple(problems))
         return ds
 
     # --- paths and records -------------------------------------------------------------
