@@ -471,3 +471,19 @@ def test_a_failed_write_leaves_nothing_behind(ds: Dataset, tmp_path: Path, monke
     assert not rep.added and rep.skipped[0].reason == "disk full"
     assert all_files(ds.path) == ["dataset.json", "dataset.toml"]
     assert Dataset.open(ds.path.parent, ds.name).records == ()
+
+
+def test_corrupt_zip_entry_is_a_reason(ds: Dataset, tmp_path: Path) -> None:
+    z = tmp_path / "bad.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.png", png_bytes(upscaled(make_sprite(16, 16, 4, seed=70), 4)))
+        zf.writestr("b.png", png_bytes(upscaled(make_sprite(16, 16, 4, seed=71), 4)))
+    with zipfile.ZipFile(z) as zf:
+        start = zf.getinfo("b.png").header_offset + 30 + len("b.png")  # b.png's compressed data
+    data = bytearray(z.read_bytes())
+    data[start + 10:start + 60] = b"\xff" * 50  # damaged in the archive: CRC or inflate error
+    z.write_bytes(bytes(data))
+    rep = ds.import_zip(z)
+    assert [r.file for r in rep.added] == ["a.png"]
+    assert rep.skipped[0].name == "b.png" and ("CRC" in rep.skipped[0].reason or "decompress" in rep.skipped[0].reason
+                                             or "invalid" in rep.skipped[0].reason), rep.skipped[0].reason

@@ -33,6 +33,7 @@ import threading
 import tomllib
 import uuid
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ IMPORT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # one image file
 MAX_ZIP_BYTES = 1024 * 1024 * 1024  # all entries of one zip, uncompressed
 MAX_ZIP_ENTRIES = 20_000
+MAX_FRAMES = 256  # frames taken from one animated file
 MIN_NATIVE_SIDE = 8
 MAX_NATIVE_SIDE = 2048
 MAX_INPUT_SIDE = 4096
@@ -685,9 +687,10 @@ class Dataset:
                     if len(raw) > MAX_FILE_BYTES:
                         raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
                     fmt, n_frames = _format_of(raw)
-                    frames = load_frames(raw) if n_frames > 1 and frames_too else [load_rgba(raw)]
+                    frames = (load_frames(raw, MAX_FRAMES) if n_frames > 1 and frames_too else [load_rgba(raw)])
                     pieces = _pieces(frames, split, cell)
-                except (PixelImageError, DatasetError, OSError, zipfile.BadZipFile, RuntimeError) as e:
+                except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
+                        zipfile.BadZipFile) as e:  # unreadable file or zip entry: a reason, never a crash
                     skipped.append(Skipped(src, str(e)))
                     continue
                 cap_src = str(PurePosixPath(src.lower()).with_suffix(".txt"))
