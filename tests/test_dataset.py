@@ -485,5 +485,4 @@ def test_corrupt_zip_entry_is_a_reason(ds: Dataset, tmp_path: Path) -> None:
     z.write_bytes(bytes(data))
     rep = ds.import_zip(z)
     assert [r.file for r in rep.added] == ["a.png"]
-    assert rep.skipped[0].name == "b.png" and ("CRC" in rep.skipped[0].reason or "decompress" in rep.skipped[0].reason
-                                             or "invalid" in rep.skipped[0].reason), rep.skipped[0].reason
+    assert rep.skipped[0].name == "b.png" and "zip entry is damaged" in rep.skipped[0].reason

@@ -795,8 +795,13 @@ def _file_reader(p: Path) -> Callable[[], bytes]:
 
 def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
     def read() -> bytes:
-        with zf.open(info) as f:
-            data = f.read(MAX_FILE_BYTES + 1)  # never trust the header's size
+        try:
+            with zf.open(info) as f:
+                data = f.read(MAX_FILE_BYTES + 1)  # never trust the header's size
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+            raise DatasetError(f"the zip entry is damaged and cannot be unpacked ({e})") from None
+        except RuntimeError as e:  # encrypted entries
+            raise DatasetError(f"the zip entry cannot be read ({e})") from None
         if len(data) > MAX_FILE_BYTES:
             raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         return data
