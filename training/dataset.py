@@ -373,7 +373,8 @@ def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLIC
     """Exact duplicates (same pixels) and near duplicates (native-sprite phash within `threshold` bits).
 
     Near groups are connected components of "looks like", so A~B~C is one group. A near group that is
-    only copies of one picture is already an exact group and is not repeated.
+    only copies of one picture is already an exact group and is not repeated. Natives under 4 px a side
+    (failed detections, flagged too-small anyway) all hash alike and are left out of near groups.
     """
     groups: list[DuplicateGroup] = []
     by_sha: dict[str, list[str]] = {}
@@ -384,6 +385,7 @@ def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLIC
     if n < 2:
         return groups
     hashes = np.array([int(r.phash, 16) for r in records], dtype=np.uint64)
+    usable = [min(r.native_size) >= 4 for r in records]
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -395,7 +397,7 @@ def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLIC
     for i0 in range(0, n, 256):  # blocks of rows: memory stays O(256 n) however large the set
         close = np.bitwise_count(hashes[i0:i0 + 256, None] ^ hashes[None, :]) <= threshold
         for i, j in zip(*np.nonzero(close), strict=True):
-            if i0 + i < j:
+            if i0 + i < j and usable[i0 + i] and usable[j]:
                 parent[root(int(i0 + i))] = root(int(j))
     comps: dict[int, list[int]] = {}
     for i in range(n):
@@ -733,18 +735,24 @@ class Dataset:
              fmt: str | None, sha: str, caption: str) -> ImageRecord:
         """Analyse one image (a file, or a frame / sheet cell of one: tag 'f1', 'r0c2', 'f1_r0c2') and write
         original, native sprite and caption; on any failure nothing of it is left behind."""
-        result = detect_native(rgba)
-        problems = check_image(rgba, result, fmt)
+        try:
+            result = detect_native(rgba)
+            problems = check_image(rgba, result, fmt)
+            nat = np.asarray(result.image)
+            hashed = phash(nat)
+        except (DatasetError, PixelImageError):
+            raise
+        except Exception as e:  # an analysis bug must cost one image, not the whole import
+            raise DatasetError(f"the image could not be analysed ({type(e).__name__}: {e})") from e
         stem = self._unique_stem(slug(PurePosixPath(src).stem) + (f"_{tag}" if tag else ""))
         ext = {"JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}.get(fmt or "", ".png")
         if raw is None or ext == ".png" and fmt != "PNG":
             raw, ext = _png_bytes(rgba), ".png"
-        nat = np.asarray(result.image)
         rec = ImageRecord(
             file=f"{stem}{ext}", sha256=sha, width=rgba.shape[1], height=rgba.shape[0],
             n_colours=_count_colours(rgba), native_scale=round(float(np.mean(result.cell)), 2),
             native_size=result.image.size, has_alpha=bool((rgba[..., 3] < 255).any()),
-            opaque_fraction=round(float((rgba[..., 3] >= 128).mean()), 4), phash=phash(nat),
+            opaque_fraction=round(float((rgba[..., 3] >= 128).mean()), 4), phash=hashed,
             caption=caption, problems=problems, source=f"{src}#{tag}" if tag else src,
         )
         written: list[Path] = []
