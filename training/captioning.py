@@ -228,8 +228,20 @@ class TransformersCaptioner:
             self._processor = tf.AutoImageProcessor.from_pretrained(self.model_dir, **kw)
             self._tokenizer = tf.AutoTokenizer.from_pretrained(self.model_dir, **kw)
         else:
-            auto = getattr(tf, "AutoModelForImageTextToText", None) or tf.AutoModelForVision2Seq
-            self._model = auto.from_pretrained(self.model_dir, **kw)
+            # image-text-to-text covers BLIP, BLIP-2, GIT, Florence-2 ... in transformers 5; the others are
+            # where older releases or some architectures register their captioning heads
+            error: Exception | None = None
+            for auto in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
+                cls = getattr(tf, auto, None)
+                if cls is None:
+                    continue
+                try:
+                    self._model = cls.from_pretrained(self.model_dir, **kw)
+                    break
+                except ValueError as e:  # "Unrecognized configuration class ... for this kind of AutoModel"
+                    error = e
+            if self._model is None:
+                raise error or RuntimeError("no transformers auto class for image-to-text is available")
             self._processor = tf.AutoProcessor.from_pretrained(self.model_dir, **kw)
         self._model.eval()
 
