@@ -325,6 +325,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """create / import / check / caption / export: the Dataset tab's operations from the shell."""
+    from studio import datasets
+    from training import dataset as dset
+    from training.captioning import find_captioners
+
+    studio = _open_studio(args)
+    if isinstance(studio, int):
+        return studio
+    try:
+        with studio:
+            if args.action == "create":
+                ds = datasets.create(studio, args.name, args.trigger or "", args.class_word)
+                print(f"created {ds.path}")
+                return 0
+            ds = datasets.open_dataset(studio, args.name)
+            if args.action == "import":
+                split = args.split
+                report = ds.import_files(args.paths, split) if not (len(args.paths) == 1
+                                                                    and Path(args.paths[0]).is_dir()) \
+                    else ds.import_folder(args.paths[0], split)
+                print(report.summary())
+                for s in report.skipped:
+                    print(f"  skipped {s.name}: {s.reason}")
+            elif args.action == "check":
+                for r in ds.records:
+                    for p in r.problems:
+                        print(f"{r.file}: {p}")
+                for g in ds.duplicates():
+                    print(f"{g.kind} duplicates: {', '.join(g.files)}")
+                for w in ds.warnings():
+                    print(f"warning: {w}")
+            elif args.action == "caption":
+                capts = find_captioners(studio.settings.models_dir)
+                if args.captioner not in capts:
+                    raise dset.DatasetError(f"unknown captioner {args.captioner!r} (have: {', '.join(capts)})")
+                dset.auto_caption(ds, capts[args.captioner], overwrite=args.overwrite)
+                print(f"captioned {len(ds.records)} image(s) with {args.captioner}")
+            elif args.action == "export":
+                if not args.out:
+                    raise dset.DatasetError("export needs --out DIR")
+                rep = (dset.export_kohya(ds, args.out, args.repeats, overwrite=True) if args.format == "kohya"
+                       else dset.export_diffusers(ds, args.out, overwrite=True))
+                print(f"{len(rep.items)} image(s) written to {rep.folder}")
+            datasets.sync(studio, ds)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     _quiet_libraries()
 
@@ -422,6 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="auto", choices=["auto", "sprite", "sheet", "tileset"])
     p.add_argument("--quiet", action="store_true", help="do not print the Bevy snippet")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("dataset", help="LoRA training sets: create, import, check, caption, export")
+    p.add_argument("action", choices=["create", "import", "check", "caption", "export"])
+    p.add_argument("name")
+    p.add_argument("paths", nargs="*", help="import: image files, zips or one folder")
+    p.add_argument("--trigger", help="create: the trigger word")
+    p.add_argument("--class-word", default="sprite", help="create: the class word")
+    p.add_argument("--split", type=_size, help="import: split sheets into a grid COLSxROWS")
+    p.add_argument("--captioner", default="structured", help="caption: structured or a models/captioners/ folder")
+    p.add_argument("--overwrite", action="store_true", help="caption: replace existing captions")
+    p.add_argument("--format", choices=["kohya", "diffusers"], default="kohya", help="export layout")
+    p.add_argument("--repeats", type=int, default=10, help="export: kohya repeats")
+    p.add_argument("--out", help="export: the folder to write")
+    p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95%% intervals)")
     p.add_argument("--json", action="store_true")

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from studio.core import Studio
 from studio.settings import Settings
 from tabs import compare as compare_tab
+from tabs import dataset as dataset_tab
 from tabs import generate as generate_tab
 from tabs import metrics as metrics_tab
 
@@ -22,6 +23,22 @@ log = logging.getLogger(__name__)
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
 #demo-banner { border: 2px solid #d97706; border-radius: 8px; padding: 8px 14px; background: #fff7ed; color: #7c2d12; }
+"""
+
+# Keyboard shortcuts for the tab that is showing (hidden tabs' buttons are skipped), ignored while typing.
+# Compare: 1/a = A better, 2/b = B better, t = tie, x = both bad, n = next battle. Dataset: j/k = next/previous.
+KEYBOARD_JS = """
+() => {
+  const keys = {'1': 'vote-a', 'a': 'vote-a', '2': 'vote-b', 'b': 'vote-b', 't': 'vote-tie', 'x': 'vote-bad',
+                'n': 'next-battle', 'j': 'ds-next', 'k': 'ds-prev'};
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+    const el = document.getElementById(keys[e.key.toLowerCase()]);
+    if (el && el.offsetParent !== null) { el.click(); e.preventDefault(); }
+  });
+}
 """
 
 DEMO_BANNER = """**Demo model — output is noise.** No SDXL weights are configured, so the studio is running a tiny
@@ -50,6 +67,8 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
                 generate_tab.build(studio)
             with gr.Tab("Compare", id="compare"):
                 compare_tab.build(studio)
+            with gr.Tab("Dataset", id="dataset"):
+                dataset_tab.build(studio)
             with gr.Tab("Metrics", id="metrics"):
                 metrics_tab.build(studio)
     return ui
@@ -86,7 +105,7 @@ def create_app(studio: Studio) -> FastAPI:
         auth=auth,
         allowed_paths=[str(settings.data_dir.resolve())],
         css=CSS,
-        js=compare_tab.KEYBOARD_JS,
+        js=KEYBOARD_JS,
         footer_links=["api"],
     )
 

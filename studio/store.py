@@ -75,6 +75,18 @@ MIGRATIONS: list[str] = [
         created TIMESTAMP NOT NULL
     );
     """,
+    # 3: datasets mirrored from their folders (the folder is the truth; these rows are for queries and plots)
+    """
+    CREATE TABLE datasets (
+        name VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, trigger VARCHAR, class_word VARCHAR,
+        images INTEGER NOT NULL, included INTEGER NOT NULL, updated TIMESTAMP NOT NULL
+    );
+    CREATE TABLE dataset_images (
+        dataset VARCHAR NOT NULL, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, width INTEGER, height INTEGER,
+        native_w INTEGER, native_h INTEGER, native_scale DOUBLE, n_colours INTEGER, caption VARCHAR,
+        include BOOLEAN, problems JSON, PRIMARY KEY (dataset, file)
+    );
+    """,
 ]
 
 

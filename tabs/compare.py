@@ -16,20 +16,6 @@ from studio.core import Studio
 from studio.params import LoraRef
 from tabs.common import wait_for
 
-# Keys: 1/a = A better, 2/b = B better, t = tie, x = both bad, n = next battle (ignored while typing).
-KEYBOARD_JS = """
-() => {
-  document.addEventListener('keydown', (e) => {
-    const t = e.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    const map = {'1': 'vote-a', 'a': 'vote-a', '2': 'vote-b', 'b': 'vote-b', 't': 'vote-tie',
-                 'x': 'vote-bad', 'n': 'next-battle'};
-    const id = map[e.key.toLowerCase()];
-    if (id) { const el = document.getElementById(id); if (el) { el.click(); e.preventDefault(); } }
-  });
-}
-"""
-
 
 def _names(studio: Studio) -> list[str]:
     return [c.name for c in studio.arena.contenders()]

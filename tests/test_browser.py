@@ -145,3 +145,37 @@ def test_workflow_picker_fills_the_form_and_runs(page, live_studio):
     assert page.locator("#sprites img").count() >= 1
     row = live_studio.studio.store.query("SELECT kind, prompt FROM jobs ORDER BY seq DESC LIMIT 1")[0]
     assert row["kind"] == "sheet" and "a red slime" in row["prompt"]
+
+
+def test_dataset_import_caption_and_keyboard(page, live_studio, tmp_path):
+    files = []
+    for i in range(3):
+        art = np.full((10, 10, 3), 255, dtype=np.uint8)
+        art[2:8, 2:8] = [(200, 30, 30), (30, 30, 200), (30, 160, 40)][i]
+        files.append(tmp_path / f"gem_{i}.png")
+        Image.fromarray(np.kron(art, np.ones((16, 16, 1), dtype=np.uint8))).save(files[-1])
+    page.get_by_role("tab", name="Dataset").click()
+    page.fill("#ds-new-name textarea, #ds-new-name input", "gems")
+    page.fill("#ds-new-trigger textarea, #ds-new-trigger input", "gm")
+    page.click("#ds-create")
+    page.wait_for_function("document.querySelector('#ds-summary').innerText.includes('gems')", timeout=30_000)
+    page.set_input_files("#ds-uploads input[type=file]", [str(f) for f in files])
+    page.wait_for_timeout(1000)
+    page.click("#ds-import")
+    page.wait_for_function("document.querySelector('#ds-import-report').innerText.includes('added 3')",
+                           timeout=60_000)
+    page.wait_for_selector("#ds-grid img", timeout=30_000)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("j")  # nothing selected yet: j shows the first image
+    page.wait_for_function("document.querySelector('#ds-current input, #ds-current textarea').value !== ''",
+                           timeout=30_000)
+    first = page.input_value("#ds-current input, #ds-current textarea")
+    page.fill("#ds-caption textarea", "gm, a shiny gem")
+    page.locator("body").click(position={"x": 5, "y": 5})  # leaving the box saves the caption
+    page.wait_for_function("document.querySelector('#ds-summary').innerText.includes('2 without caption')",
+                           timeout=30_000)
+    page.keyboard.press("j")  # next image
+    page.wait_for_function(
+        f"document.querySelector('#ds-current input, #ds-current textarea').value !== '{first}'", timeout=30_000)
+    rows = live_studio.studio.store.query("SELECT file, caption FROM dataset_images WHERE dataset = 'gems'")
+    assert {r["file"]: r["caption"] for r in rows}[first] == "gm, a shiny gem"

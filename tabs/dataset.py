@@ -1,0 +1,244 @@
+"""Dataset tab: import, check, caption and prepare a LoRA training set. Layout and wiring only.
+
+Every edit is saved as it is made (the dataset folder is the truth) and mirrored into DuckDB. Keys on this
+tab: `j` next image, `k` previous image (ignored while typing).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+import plotly.express as px
+
+from studio import datasets
+from studio.core import Studio
+from training import dataset as dset
+
+PAGE = 24
+
+
+def build(studio: Studio) -> None:
+    from training.captioning import find_captioners
+
+    with gr.Row():
+        ds_name = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="ds-name")
+        new_name = gr.Textbox(label="New dataset name", placeholder="slime-sprites", elem_id="ds-new-name")
+        new_trigger = gr.Textbox(label="Trigger word", placeholder="slm", elem_id="ds-new-trigger")
+        new_class = gr.Textbox(label="Class word", value="sprite")
+        create = gr.Button("Create", elem_id="ds-create")
+    summary = gr.Markdown("", elem_id="ds-summary")
+    with gr.Accordion("Import", open=True):
+        with gr.Row():
+            uploads = gr.File(label="Images or a zip (PNG, JPEG, WebP, GIF, BMP)", file_count="multiple",
+                              elem_id="ds-uploads")
+            split = gr.Textbox(label="Split sheets into a grid COLSxROWS (blank = no)", placeholder="4x2")
+        do_import = gr.Button("Import", elem_id="ds-import")
+        import_report = gr.Markdown("", elem_id="ds-import-report")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                which = gr.Dropdown(list(datasets.FILTERS), value="all", label="Show")
+                page = gr.Number(value=1, precision=0, label="Page", minimum=1)
+            grid = gr.Gallery(columns=6, height=420, object_fit="contain", format="png", elem_id="ds-grid",
+                              elem_classes=["pixelated"], label="Images (native sprites)")
+        with gr.Column(scale=2):
+            current = gr.Textbox(label="Selected image", interactive=False, elem_id="ds-current")
+            preview = gr.Image(label="Prepared for SDXL (integer nearest scaling)", type="pil", format="png",
+                               elem_classes=["pixelated"], height=260)
+            caption = gr.Textbox(label="Caption (saved as you leave the box)", lines=3, elem_id="ds-caption")
+            include = gr.Checkbox(label="Include in training", value=True, elem_id="ds-include")
+            problems = gr.Markdown("")
+            with gr.Row():
+                prev_btn = gr.Button("◀ Previous [k]", elem_id="ds-prev")
+                next_btn = gr.Button("Next [j] ▶", elem_id="ds-next")
+    with gr.Accordion("Captions in bulk", open=False):
+        with gr.Row():
+            bulk_op = gr.Dropdown(["prepend", "append", "replace all", "find and replace", "ensure trigger first"],
+                                  value="prepend", label="Operation")
+            bulk_text = gr.Textbox(label="Text")
+            bulk_find = gr.Textbox(label="Find (for find and replace)")
+            bulk_regex = gr.Checkbox(label="Regex", value=False)
+            bulk_run = gr.Button("Apply to the shown images")
+        with gr.Row():
+            captioner = gr.Dropdown(list(find_captioners(studio.settings.models_dir)), value="structured",
+                                    label="Captioner")
+            overwrite = gr.Checkbox(label="Overwrite existing captions", value=False)
+            auto_btn = gr.Button("Auto-caption", elem_id="ds-autocaption")
+            undo_btn = gr.Button("Undo last bulk edit", elem_id="ds-undo")
+        bulk_report = gr.Markdown("")
+        tags_plot = gr.Plot(label="Tag frequency")
+    with gr.Accordion("Export for training", open=False):
+        with gr.Row():
+            fmt = gr.Radio(["kohya", "diffusers"], value="kohya", label="Layout")
+            repeats = gr.Number(value=10, precision=0, label="Repeats (kohya)")
+            export_btn = gr.Button("Prepare and export", elem_id="ds-export")
+        export_report = gr.Markdown("")
+
+    def describe(ds: dset.Dataset) -> str:
+        recs = ds.records
+        warn = "".join(f"\n- ⚠ {w}" for w in ds.warnings())
+        return (f"**{ds.name}** · trigger `{ds.meta.trigger or '—'}` · class `{ds.meta.class_word}` · "
+                f"{len(recs)} images, {sum(r.include for r in recs)} included, "
+                f"{sum(bool(r.problems) for r in recs)} with problems, "
+                f"{sum(not r.caption.strip() for r in recs)} without caption{warn}")
+
+    def show_grid(name, which_, page_):
+        if not name:
+            return [], "", gr.update()
+        ds = _open(studio, name)
+        recs = datasets.filtered(ds, which_)
+        start = (max(1, int(page_ or 1)) - 1) * PAGE
+        items = [(str(ds.native_path(r.file)), ("⚠ " if r.problems else "") + r.file) for r in recs[start:start + PAGE]]
+        return items, describe(ds), gr.update(maximum=max(1, -(-len(recs) // PAGE)))
+
+    def select_image(name, which_, page_, evt: gr.SelectData):
+        recs = datasets.filtered(_open(studio, name), which_)
+        index = (max(1, int(page_ or 1)) - 1) * PAGE + evt.index
+        return show_record(name, recs[index].file)
+
+    def show_record(name, file):
+        ds = _open(studio, name)
+        try:
+            r = ds.record(file)
+        except (KeyError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        prepared = dset.preview_prepared(ds, r.file)
+        probs = "\n".join(f"- {p}" for p in r.problems) or "No problems found."
+        info = (f"{r.width}x{r.height} px → native {r.native_size[0]}x{r.native_size[1]} "
+                f"(cell {r.native_scale:.2f} px), {r.n_colours} colours\n\n{probs}")
+        return r.file, prepared.image, r.caption, r.include, info
+
+    def step(name, which_, file, delta):
+        recs = datasets.filtered(_open(studio, name), which_)
+        if not recs:
+            raise gr.Error("no images to show")
+        files = [r.file for r in recs]
+        i = files.index(file) + delta if file in files else 0
+        return show_record(name, files[i % len(files)])
+
+    def save_caption(name, file, text):
+        if not (name and file):
+            return gr.update()
+        ds = _open(studio, name)
+        _call(lambda: ds.set_caption(file, text or ""))
+        datasets.sync(studio, ds)
+        return describe(ds)
+
+    def save_include(name, file, value):
+        if not (name and file):
+            return gr.update()
+        ds = _open(studio, name)
+        _call(lambda: ds.set_include(file, bool(value)))
+        datasets.sync(studio, ds)
+        return describe(ds)
+
+    def create_ds(name, trigger, class_word):
+        ds = _call(lambda: datasets.create(studio, (name or "").strip(), (trigger or "").strip(),
+                                           (class_word or "sprite").strip()))
+        return gr.update(choices=datasets.names(studio), value=ds.name), describe(ds)
+
+    def import_files(name, files, split_text, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        ds = _open(studio, name)
+        if not files:
+            raise gr.Error("choose files to import")
+        grid_split = _split(split_text)
+        progress(0, desc="importing")
+        report = _call(lambda: ds.import_files([f if isinstance(f, str) else f.name for f in files], grid_split))
+        datasets.sync(studio, ds)
+        lines = [f"**{report.summary()}**"]
+        lines += [f"- skipped `{s.name}`: {s.reason}" for s in report.skipped]
+        lines += [f"- {g.kind} duplicates: {', '.join(g.files)}" for g in report.duplicates]
+        return "\n".join(lines), describe(ds)
+
+    def bulk(name, which_, page_, op, text, find, regex):
+        ds = _open(studio, name)
+        files = [r.file for r in datasets.filtered(ds, which_)]
+        ops = {
+            "prepend": lambda: dset.caption_prepend(ds, text, files),
+            "append": lambda: dset.caption_append(ds, text, files),
+            "replace all": lambda: dset.caption_replace_all(ds, text, files),
+            "find and replace": lambda: dset.caption_find_replace(ds, find, text, bool(regex), files),
+            "ensure trigger first": lambda: dset.caption_ensure_trigger(ds, text or None, files),
+        }
+        _call(ops[op])
+        datasets.sync(studio, ds)
+        return f"{op}: applied to {len(files)} image(s). Undo is available.", tag_figure(ds)
+
+    def auto(name, which_, captioner_name, overwrite_, progress=gr.Progress()):  # noqa: B008
+        ds = _open(studio, name)
+        capts = find_captioners(studio.settings.models_dir)
+        if captioner_name not in capts:
+            raise gr.Error(f"unknown captioner {captioner_name!r}")
+        files = [r.file for r in datasets.filtered(ds, which_)]
+        progress(0, desc=f"captioning {len(files)} image(s)")
+        _call(lambda: dset.auto_caption(ds, capts[captioner_name], files, bool(overwrite_)))
+        datasets.sync(studio, ds)
+        return f"auto-captioned with `{captioner_name}`. Undo is available.", tag_figure(ds)
+
+    def undo(name):
+        ds = _open(studio, name)
+        n = _call(lambda: dset.undo_last(ds))
+        datasets.sync(studio, ds)
+        return f"restored {n} caption(s)", tag_figure(ds)
+
+    def export(name, fmt_, repeats_):
+        ds = _open(studio, name)
+        out = studio.settings.data_dir / "exports" / f"{ds.name}-{fmt_}"
+        if fmt_ == "kohya":
+            rep = _call(lambda: dset.export_kohya(ds, out, int(repeats_), overwrite=True))
+        else:
+            rep = _call(lambda: dset.export_diffusers(ds, out, overwrite=True))
+        skipped = "".join(f"\n- skipped {s.name}: {s.reason}" for s in rep.skipped)
+        return f"{len(rep.items)} image(s) written to `{rep.folder}`{skipped}"
+
+    listing = [ds_name, which, page]
+    for trigger in (ds_name.change, which.change, page.change):
+        trigger(show_grid, listing, [grid, summary, page], api_visibility="private")
+    create.click(create_ds, [new_name, new_trigger, new_class], [ds_name, summary], api_name="dataset_create")
+    do_import.click(import_files, [ds_name, uploads, split], [import_report, summary],
+                    api_name="dataset_import").then(show_grid, listing, [grid, summary, page], api_visibility="private")
+    grid.select(select_image, listing, [current, preview, caption, include, problems], api_visibility="private")
+    prev_btn.click(lambda n, w, f: step(n, w, f, -1), [ds_name, which, current],
+                   [current, preview, caption, include, problems], api_name="dataset_prev")
+    next_btn.click(lambda n, w, f: step(n, w, f, 1), [ds_name, which, current],
+                   [current, preview, caption, include, problems], api_name="dataset_next")
+    caption.blur(save_caption, [ds_name, current, caption], summary, api_name="dataset_caption")
+    include.input(save_include, [ds_name, current, include], summary, api_name="dataset_include")
+    bulk_run.click(bulk, [ds_name, which, page, bulk_op, bulk_text, bulk_find, bulk_regex], [bulk_report, tags_plot],
+                   api_name="dataset_bulk").then(show_grid, listing, [grid, summary, page], api_visibility="private")
+    auto_btn.click(auto, [ds_name, which, captioner, overwrite], [bulk_report, tags_plot], api_name="dataset_autocaption")
+    undo_btn.click(undo, ds_name, [bulk_report, tags_plot], api_name="dataset_undo")
+    export_btn.click(export, [ds_name, fmt, repeats], export_report, api_name="dataset_export")
+
+
+def tag_figure(ds: dset.Dataset):
+    freq = dset.tag_frequencies(ds)
+    if not freq:
+        return None
+    frame = pd.DataFrame(list(freq.items())[:30], columns=["tag", "captions"])
+    fig = px.bar(frame, x="captions", y="tag", orientation="h", title="Most used caption tags")
+    fig.update_layout(height=max(240, 22 * len(frame)), yaxis={"autorange": "reversed"})
+    return fig
+
+
+def _open(studio: Studio, name: str) -> dset.Dataset:
+    return _call(lambda: datasets.open_dataset(studio, name))
+
+
+def _call(fn):
+    """Run a dataset operation; its clear ValueError becomes the UI's error message."""
+    try:
+        return fn()
+    except (ValueError, KeyError, OSError) as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _split(text: str | None) -> tuple[int, int] | None:
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    try:
+        cols, rows = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise gr.Error(f"split must look like 4x2, got {text!r}") from None
+    return cols, rows
