@@ -87,6 +87,8 @@ class PixelParams:
                 raise ValueError(f"colors must be between 2 and {MAX_COLORS}, got {self.colors}")
             if self.colors is not None:
                 object.__setattr__(self, "colors", int(self.colors))
+        if isinstance(self.palette, os.PathLike):
+            object.__setattr__(self, "palette", os.fspath(self.palette))
         if self.palette is not None:
             if not isinstance(self.palette, str) or not self.palette.strip():
                 raise ValueError("palette must be a palette name or a path to a .hex/.gpl/.pal file")
