@@ -507,20 +507,30 @@ class _Run:
             self._last_status = time.time()
 
 
-def run_training(run_dir: str | Path) -> dict[str, Any]:
-    """Train the run in this process (the child's entry point); returns the final status.
+@dataclass
+class RunResult:
+    """What an in-process run leaves behind: the final status, and the trained pipeline and trainer (for tests
+    and for a caller that wants to render with the LoRA it just trained without reloading it)."""
+
+    status: dict[str, Any]
+    pipe: Any = None
+    trainer: Any = None
+
+
+def run_training(run_dir: str | Path) -> RunResult:
+    """Train the run in this process (the child's entry point).
 
     Errors are recorded in status.json (state failed, error) and log.txt, then re-raised."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     run = _Run(Path(run_dir))
     try:
-        _train(run)
+        pipe, trainer = _train(run)
     except BaseException as exc:
         msg = _error_message(exc)
         run.log("FAILED: " + msg + "\n" + traceback.format_exc())
         run.set_status(state="failed", error=msg)
         raise
-    return run.status
+    return RunResult(run.status, pipe, trainer)
 
 
 def _error_message(exc: BaseException) -> str:
@@ -531,7 +541,7 @@ def _error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _train(run: _Run) -> None:
+def _train(run: _Run) -> tuple[Any, Any]:
     import torch
 
     cfg, run_dir = run.cfg, run.run_dir
@@ -564,7 +574,7 @@ def _train(run: _Run) -> None:
             (run_dir / "STOP").unlink(missing_ok=True)
             run.log(f"stopped at step {trainer.step}")
             run.set_status(state="stopped", step=trainer.step, eta_s=None)
-            return
+            return pipe, trainer
         t = time.perf_counter()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -589,6 +599,7 @@ def _train(run: _Run) -> None:
     files = export_lora(run, pipe, lcfg, current_hash, data_hash)
     run.log("exported " + ", ".join(str(f) for f in files))
     run.set_status(state="done", step=trainer.step, eta_s=0, exports=[str(f) for f in files])
+    return pipe, trainer
 
 
 def _load_pipeline(cfg: TrainConfig, run: _Run):
