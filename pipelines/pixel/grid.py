@@ -450,8 +450,8 @@ def _select(ranked: list[tuple[float, float, float]], size: int, tester: SplitTe
             low = min(t[3] for t in finer)
             c1, o1, g1, base = max((t for t in finer if t[3] <= low + RATE_MARGIN), key=lambda t: t[0])
             best = (c1, o1)
-    if base >= 1.0:  # the lattice cannot be tested (too few cells): nothing to compare with
-        return best
+    if base >= 1.0:  # untestable (cells too small or too few): a multiple must be near-perfect
+        base = 0.0
     for c, o, g in sorted(ranked[1:], key=lambda t: -t[0]):
         k = c / c1
         if k < 1.5 or abs(k - round(k)) > 0.02 * k or g < MIN_GAIN_SHARE * g1:
@@ -531,13 +531,12 @@ def _square_pair(sx: _AxisState, sy: _AxisState) -> None:
     if max(g for _, _, g in sx.ranked) <= 0 or max(g for _, _, g in sy.ranked) <= 0:
         return
 
-    def rel_gain(st: _AxisState) -> float:
-        g_max = max(g for _, _, g in st.ranked)
+    def choice_gain(st: _AxisState) -> float:
         c0 = st.choice[0]
-        return max((g for c, _, g in st.ranked if abs(c / c0 - 1) < 0.01), default=0.0) / g_max
+        return max((g for c, _, g in st.ranked if abs(c / c0 - 1) < 0.01), default=0.0)
 
     def options(st: _AxisState) -> list[tuple[float, float, float]]:
-        g_max = max(g for _, _, g in st.ranked)
+        g_max = max(choice_gain(st), 1e-9)  # gains relative to the validated choice
         base = st.tester.rate(uniform_cuts(st.size, *st.choice)) if st.tester else 0.0
         out = []
         for c, o, g in st.ranked[:SELECT_TOP + 4]:
@@ -545,7 +544,7 @@ def _square_pair(sx: _AxisState, sy: _AxisState) -> None:
                 continue
             r = st.tester.rate(uniform_cuts(st.size, c, o)) if st.tester else 0.0
             if r < 1.0 and r <= base + RATE_MARGIN:
-                out.append((c, o, g / g_max))
+                out.append((c, o, min(1.0, g / g_max)))
         return out
 
     ox, oy = options(sx), options(sy)
@@ -554,7 +553,7 @@ def _square_pair(sx: _AxisState, sy: _AxisState) -> None:
         for c2, o2, g2 in oy:
             if abs(np.log(c1 / c2)) < SQUARE_PAIR_TOL and g1 + g2 > best_score:
                 best, best_score = ((c1, o1), (c2, o2)), g1 + g2
-    if best is None or best_score < rel_gain(sx) + rel_gain(sy) - SQUARE_LOSS:
+    if best is None or best_score < 2.0 - SQUARE_LOSS:
         return
     common = float(np.sqrt(best[0][0] * best[1][0]))
     for st, (c, o) in zip((sx, sy), best, strict=True):
