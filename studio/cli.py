@@ -376,6 +376,51 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Start (or resume) a LoRA run in its child process and follow it; Ctrl-C asks it to checkpoint and stop."""
+    import time
+
+    from tqdm import tqdm
+
+    from studio import training_runs
+    from training import runner
+
+    studio = _open_studio(args)
+    if isinstance(studio, int):
+        return studio
+    try:
+        with studio:
+            if args.resume:
+                handle = runner.resume_run(training_runs.handle(studio, args.resume).run_dir)
+            else:
+                if not args.dataset:
+                    raise ValueError("train needs --dataset NAME (or --resume RUN)")
+                overrides = {k: getattr(args, k) for k in ("steps", "rank", "resolution", "learning_rate")}
+                handle = training_runs.start(studio, args.dataset, args.preset, args.model, args.name, **overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"run {handle.run_dir}", file=sys.stderr)
+    status = handle.status()
+    try:
+        with tqdm(total=status.get("total"), unit="step", disable=args.quiet, file=sys.stderr) as bar:
+            while status.get("state") == "running":
+                time.sleep(1)
+                status = handle.status()
+                bar.total, bar.n = status.get("total") or bar.total, status.get("step", 0)
+                bar.refresh()
+    except KeyboardInterrupt:
+        handle.stop()
+        print("stopping: the run saves a checkpoint and exits; resume it with --resume "
+              f"{handle.run_dir.name}", file=sys.stderr)
+        return 130
+    if status.get("state") != "done":
+        print(f"error: run {handle.run_dir.name} {status.get('state')}: {status.get('error')}", file=sys.stderr)
+        return 1
+    print(handle.run_dir)
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     _quiet_libraries()
 
@@ -487,6 +532,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10, help="export: kohya repeats")
     p.add_argument("--out", help="export: the folder to write")
     p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("train", help="train a LoRA on a dataset in a child process (or --resume a run)")
+    p.add_argument("--dataset", help="a dataset made with `dgx-pixels dataset` or the Dataset tab")
+    p.add_argument("--preset", default="balanced", help="fast | balanced | quality, or a preset .toml file")
+    p.add_argument("--model", help="the base: a diffusers checkpoint folder in models/checkpoints/")
+    p.add_argument("--name", help="the LoRA's name (default: <dataset>-lora)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--rank", type=int)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("leaderboard", help="the Compare leaderboard (Bradley-Terry with 95%% intervals)")
     p.add_argument("--json", action="store_true")

@@ -104,10 +104,18 @@ class Studio:
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
         self.queue = JobQueue(self.store, {"generate": self._run_generate, "sheet": self._run_sheet,
                                            "tileset": self._run_tileset, "batch": self._run_batch,
-                                           "variation": self._run_variation})
+                                           "variation": self._run_variation}, hold=self._training_hold)
         from studio.compare import Arena
 
         self.arena = Arena(self)
+
+    def _training_hold(self) -> str | None:
+        """With `pause_generation_while_training`, generation waits while a training run is alive."""
+        if not self.settings.pause_generation_while_training:
+            return None
+        from studio import training_runs
+
+        return "a LoRA training run has the GPU" if training_runs.active(self) else None
 
     def close(self) -> None:
         self.queue.shutdown()

@@ -58,9 +58,10 @@ Runner = Callable[[Job], Any]  # runs one job on the worker thread, returns its 
 
 
 class JobQueue:
-    def __init__(self, store: Store, runners: dict[str, Runner]):
+    def __init__(self, store: Store, runners: dict[str, Runner], hold: Callable[[], str | None] | None = None):
         self.store = store
         self.runners = runners
+        self.hold = hold  # returns a reason to keep jobs queued (e.g. a training run has the GPU), or None
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -115,6 +116,10 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
+        while self.hold is not None and not job.cancel_requested.is_set() and (reason := self.hold()):
+            job.error = f"waiting: {reason}"
+            time.sleep(1.0)
+        job.error = None
         if job.cancel_requested.is_set():
             self._finish(job, "cancelled")
             return

@@ -17,6 +17,7 @@ from tabs import compare as compare_tab
 from tabs import dataset as dataset_tab
 from tabs import generate as generate_tab
 from tabs import metrics as metrics_tab
+from tabs import train as train_tab
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
                 compare_tab.build(studio)
             with gr.Tab("Dataset", id="dataset"):
                 dataset_tab.build(studio)
+            with gr.Tab("Train", id="train"):
+                train_tab.build(studio)
             with gr.Tab("Metrics", id="metrics"):
                 metrics_tab.build(studio)
     return ui

@@ -32,6 +32,7 @@ class Settings:
     model_cache_gb: float = 40.0  # resident base pipelines, LRU by bytes
     project_roots: tuple[Path, ...] = ()  # where exports (Bevy assets) may be written
     mcp_token: str | None = None
+    pause_generation_while_training: bool = False  # on a GPU without room for both, let training have it
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -88,7 +89,7 @@ def _coerce(name: str, raw: object) -> object:
         if name == "project_roots":
             items = raw.split(os.pathsep) if isinstance(raw, str) else list(raw)  # type: ignore[arg-type]
             return tuple(Path(str(p)).expanduser() for p in items if str(p))
-        if name in {"lan"}:
+        if name in {"lan", "pause_generation_while_training"}:
             if isinstance(raw, bool):
                 return raw
             return str(raw).strip().lower() in {"1", "true", "yes", "on"}

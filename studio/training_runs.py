@@ -1,0 +1,117 @@
+"""LoRA training from the studio: a dataset + a preset -> a child-process run whose LoRA lands in models/loras/.
+
+Glue between the Dataset folders, `training.runner` (which owns the run folder and the child process) and
+the studio: which base model, where runs live, what the Train tab and `dgx-pixels train` show. The run folder
+is the truth; DuckDB reads its metrics.jsonl in place for plots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+from studio import datasets
+from training import runner
+
+if TYPE_CHECKING:
+    from studio.core import Studio
+
+TUNABLE = ("rank", "alpha", "learning_rate", "steps", "batch_size", "resolution", "sample_every",
+           "checkpoint_every", "seed", "lr_scheduler")
+
+
+def runs_root(studio: Studio) -> Path:
+    return studio.settings.data_dir / "runs"
+
+
+def base_folder(studio: Studio, model: str | None) -> Path:
+    entry = studio.registry.checkpoint(model or studio.default_model)
+    if entry.kind != "diffusers":
+        raise ValueError(f"training needs a diffusers folder as the base; {entry.name!r} is a single file "
+                         "(save it once with save_pretrained, or use the folder it came from)")
+    return entry.path.resolve()
+
+
+def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | None = None,
+          output_name: str | None = None, **overrides: Any) -> runner.RunHandle:
+    """Prepare the dataset's included images at SDXL buckets (nearest-neighbour), then start the run."""
+    from training.dataset import prepare
+
+    ds = datasets.open_dataset(studio, dataset)
+    if not any(r.include for r in ds.records):
+        raise ValueError(f"dataset {dataset!r} has no included images")
+    prepared = studio.settings.data_dir / "prepared" / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid4().hex[:6]}"
+    cfg = runner.config_from_preset(  # bad settings fail here, before anything is written
+        preset,
+        base_model=str(base_folder(studio, model)),
+        dataset_dir=str(prepared),
+        output_name=output_name or f"{ds.name}-lora",
+        trigger_word=ds.meta.trigger,
+        export_dir=str(studio.settings.loras_dir.resolve()),
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
+    report = prepare(ds, prepared)
+    if not report.items:
+        raise ValueError(f"dataset {dataset!r}: no image could be prepared for training")
+    return runner.start_run(cfg, runs_root(studio))
+
+
+def handle(studio: Studio, run_id: str) -> runner.RunHandle:
+    run_dir = runs_root(studio) / run_id
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"unknown training run {run_id!r}")
+    return runner.RunHandle(run_dir)
+
+
+def runs(studio: Studio) -> list[dict]:
+    return runner.list_runs(runs_root(studio))
+
+
+def active(studio: Studio) -> bool:
+    return any(r.get("state") == "running" for r in runs(studio))
+
+
+def metrics(studio: Studio, run_id: str) -> list[dict]:
+    """metrics.jsonl read by DuckDB in place (lines the child is still writing are skipped)."""
+    path = handle(studio, run_id).run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return studio.store.query(
+        "SELECT step, loss, lr, sec_per_step, mem_mb FROM read_json_auto(?, format='newline_delimited', "
+        "ignore_errors=true) WHERE step IS NOT NULL ORDER BY step", [str(path)])
+
+
+def samples(studio: Studio, run_id: str) -> list[Path]:
+    folder = handle(studio, run_id).run_dir / "samples"
+    return sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+
+
+def log_tail(studio: Studio, run_id: str, lines: int = 20) -> str:
+    path = handle(studio, run_id).run_dir / "log.txt"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+
+def compare_against_base(studio: Studio, run_id: str) -> tuple[str, str, str]:
+    """Save 'base' and 'base + this run's LoRA' as contenders and the run's sample prompts as a prompt set,
+    so the Compare tab can battle them at once. Returns (base contender, LoRA contender, prompt set)."""
+    import json
+
+    from studio.compare import Contender
+    from studio.params import LoraRef
+
+    cfg = json.loads((handle(studio, run_id).run_dir / "config.json").read_text(encoding="utf-8"))
+    try:
+        lora = studio.registry.lora(cfg["output_name"])
+    except ValueError as exc:
+        raise ValueError(f"{exc} (has the run finished?)") from None
+    base = studio.arena.save_contender(Contender(f"base {studio.default_model}"))
+    mine = studio.arena.save_contender(Contender(f"{lora.name}@1.0", loras=(LoraRef(lora.name, 1.0),)))
+    trigger = cfg.get("trigger_word") or ""
+    prompts = list(cfg.get("sample_prompts") or []) or [f"{trigger}, pixel art game sprite".strip(", ")]
+    folder = studio.settings.data_dir / "prompt_sets"
+    folder.mkdir(parents=True, exist_ok=True)
+    body = "prompts = [\n" + "".join(f"    {json.dumps(p)},\n" for p in prompts) + "]\n"
+    (folder / f"{lora.name}.toml").write_text(body, encoding="utf-8")
+    return base.name, mine.name, lora.name

@@ -1,0 +1,134 @@
+"""Train tab: start a LoRA run from a dataset and a preset, watch it live, stop / resume, compare the result.
+
+Layout and wiring only: runs are started and read through `studio.training_runs`. A timer refreshes the
+selected run's loss/lr plot, samples and log every few seconds.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from studio import datasets, training_runs
+from studio.core import Studio
+from training import runner
+
+
+def build(studio: Studio) -> None:
+    presets = runner.list_presets()
+    with gr.Row():
+        dataset = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="tr-dataset")
+        model = gr.Dropdown([m["name"] for m in studio.models() if m["kind"] == "diffusers"],
+                            value=studio.default_model, label="Base model", allow_custom_value=True)
+        preset = gr.Dropdown(presets, value="balanced" if "balanced" in presets else None, label="Preset",
+                             elem_id="tr-preset")
+        name = gr.Textbox(label="LoRA name (blank = <dataset>-lora)", elem_id="tr-name")
+    with gr.Row():
+        rank = gr.Number(label="Rank", precision=0)
+        alpha = gr.Number(label="Alpha")
+        lr = gr.Number(label="Learning rate")
+        steps = gr.Number(label="Steps", precision=0, elem_id="tr-steps")
+        batch = gr.Number(label="Batch", precision=0)
+        resolution = gr.Number(label="Resolution", precision=0, elem_id="tr-resolution")
+        sample_every = gr.Number(label="Sample every", precision=0)
+        checkpoint_every = gr.Number(label="Checkpoint every", precision=0)
+    start = gr.Button("Start training", variant="primary", elem_id="tr-start")
+    with gr.Row():
+        run_id = gr.Dropdown([r["run_id"] for r in training_runs.runs(studio)], label="Run", allow_custom_value=True,
+                             elem_id="tr-run")
+        stop = gr.Button("Stop (checkpoint, then exit)", elem_id="tr-stop")
+        resume = gr.Button("Resume from the last checkpoint", elem_id="tr-resume")
+        compare = gr.Button("Compare against base", elem_id="tr-compare")
+    status = gr.Markdown("", elem_id="tr-status")
+    with gr.Row():
+        curve = gr.Plot(label="Loss and learning rate")
+        sample_grid = gr.Gallery(label="Samples over time", columns=4, height=320, format="png",
+                                 elem_classes=["pixelated"])
+    log = gr.Textbox(label="Last log lines", lines=8, interactive=False)
+    timer = gr.Timer(3.0)
+
+    fields = [rank, alpha, lr, steps, batch, resolution, sample_every, checkpoint_every]
+    keys = ["rank", "alpha", "learning_rate", "steps", "batch_size", "resolution", "sample_every", "checkpoint_every"]
+
+    def fill(preset_name):
+        try:
+            values = runner.load_preset(preset_name)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return [values.get(k) for k in keys]
+
+    preset.change(fill, preset, fields, api_name="train_preset")
+
+    def start_run(ds, model_, preset_, name_, *numbers):
+        overrides = {k: (int(v) if k not in ("alpha", "learning_rate") else float(v))
+                     for k, v in zip(keys, numbers, strict=True) if v not in (None, "")}
+        try:
+            h = training_runs.start(studio, ds or "", preset_ or "balanced", model_ or None, name_ or None,
+                                    **overrides)
+        except (ValueError, OSError) as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.Dropdown(choices=[r["run_id"] for r in training_runs.runs(studio)], value=h.run_dir.name)
+
+    start.click(start_run, [dataset, model, preset, name, *fields], run_id, api_name="train_start")
+
+    def show(run):
+        if not run:
+            return "", None, [], ""
+        try:
+            st = training_runs.handle(studio, run).status()
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        eta = f" · ETA {st['eta_s'] / 60:.1f} min" if st.get("eta_s") else ""
+        err = f"\n\n**Error:** {st['error']}" if st.get("error") else ""
+        text = f"**{run}** · {st.get('state')} · step {st.get('step', 0)}/{st.get('total', '?')}{eta}{err}"
+        rows = training_runs.metrics(studio, run)
+        shots = [(str(p), p.stem) for p in training_runs.samples(studio, run)[-16:]]
+        return text, curve_figure(rows), shots, training_runs.log_tail(studio, run)
+
+    outputs = [status, curve, sample_grid, log]
+    run_id.change(show, run_id, outputs, api_name="train_status")
+    timer.tick(show, run_id, outputs, api_visibility="private")
+
+    def act(run, what):
+        try:
+            h = training_runs.handle(studio, run or "")
+            if what == "stop":
+                h.stop()
+            else:
+                runner.resume_run(h.run_dir)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(run)
+
+    stop.click(lambda r: act(r, "stop"), run_id, outputs, api_name="train_stop")
+    resume.click(lambda r: act(r, "resume"), run_id, outputs, api_name="train_resume")
+
+    def compare_against_base(run):
+        try:
+            base, mine, prompt_set = training_runs.compare_against_base(studio, run or "")
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return (f"Saved contenders **{base}** and **{mine}** and prompt set **{prompt_set}**: "
+                "open the Compare tab and battle them.")
+
+    compare.click(compare_against_base, run_id, status, api_name="train_compare")
+
+
+def curve_figure(rows: list[dict]):
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=frame["step"], y=frame["loss"], name="loss", mode="lines"), secondary_y=False)
+    if len(frame) >= 10:
+        smooth = frame["loss"].rolling(max(3, len(frame) // 20), min_periods=1).mean()
+        fig.add_trace(go.Scatter(x=frame["step"], y=smooth, name="loss (smoothed)", mode="lines"),
+                      secondary_y=False)
+    fig.add_trace(go.Scatter(x=frame["step"], y=frame["lr"], name="lr", mode="lines", line={"dash": "dot"}),
+                  secondary_y=True)
+    fig.update_layout(height=320, margin=dict(l=40, r=40, t=30, b=40), legend={"orientation": "h"})
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="learning rate", secondary_y=True)
+    return fig

@@ -1,0 +1,133 @@
+"""Training from the studio: dataset -> child-process run -> LoRA in models/loras -> Generate and Compare."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from studio import datasets, training_runs
+from studio.params import GenerateParams, LoraRef
+
+TINY = {"steps": 6, "resolution": 64, "rank": 4, "alpha": 4.0, "learning_rate": 1e-3, "batch_size": 1,
+        "sample_every": 3, "checkpoint_every": 3}
+
+
+def make_dataset(studio, tmp_path, name="blobs"):
+    ds = datasets.create(studio, name, trigger="blb")
+    paths = []
+    for i in range(3):
+        art = np.full((12, 12, 3), 255, dtype=np.uint8)
+        art[3:9, 3:9] = [(200, 40, 40), (40, 40, 200), (40, 160, 60)][i]
+        paths.append(tmp_path / f"blob_{i}.png")
+        Image.fromarray(np.kron(art, np.ones((8, 8, 1), dtype=np.uint8))).save(paths[-1])
+    ds.import_files(paths)
+    ds.set_caption(ds.records[0].file, "blb, red blob")
+    return ds
+
+
+def wait_done(handle, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = handle.status()
+        if st.get("state") in {"done", "failed", "stopped"}:
+            return st
+        time.sleep(0.5)
+    raise TimeoutError(handle.status())
+
+
+def test_train_from_a_dataset_and_use_the_lora(studio, tmp_path):
+    make_dataset(studio, tmp_path)
+    h = training_runs.start(studio, "blobs", "fast", output_name="blobs-lora", **TINY)
+    st = wait_done(h)
+    assert st["state"] == "done", st
+    rows = training_runs.metrics(studio, h.run_dir.name)  # DuckDB reading metrics.jsonl in place
+    assert [r["step"] for r in rows] == list(range(1, 7)) and all(r["loss"] > 0 for r in rows)
+    assert training_runs.samples(studio, h.run_dir.name)
+    names = {lo["name"] for lo in studio.loras()}
+    assert {"blobs-lora", "blobs-lora_kohya"} <= names  # both formats land in models/loras
+    base = studio.generate(GenerateParams(prompt="blb, red blob", seed=1, steps=3))
+    tuned = studio.generate(GenerateParams(prompt="blb, red blob", seed=1, steps=3,
+                                           loras=(LoraRef("blobs-lora", 1.0),)))
+    kohya = studio.generate(GenerateParams(prompt="blb, red blob", seed=1, steps=3,
+                                           loras=(LoraRef("blobs-lora_kohya", 1.0),)))
+    a, b, c = (np.asarray(Image.open(r.images[0].raw_path)).astype(int) for r in (base, tuned, kohya))
+    assert np.abs(a - b).max() > 0 and np.abs(b - c).max() <= 1
+    base_name, mine, prompt_set = training_runs.compare_against_base(studio, h.run_dir.name)
+    assert {c.name for c in studio.arena.contenders()} == {base_name, mine}
+    assert prompt_set in studio.arena.prompt_sets()
+
+
+def test_training_bad_input(studio, tmp_path):
+    import pytest
+
+    datasets.create(studio, "empty")
+    with pytest.raises(ValueError, match="no included images"):
+        training_runs.start(studio, "empty", "fast", **TINY)
+    make_dataset(studio, tmp_path, "ok")
+    with pytest.raises(ValueError, match="rank"):
+        training_runs.start(studio, "ok", "fast", **{**TINY, "rank": 0})
+    with pytest.raises(ValueError, match="learning_rate"):
+        training_runs.start(studio, "ok", "fast", **{**TINY, "learning_rate": 0.0})
+    with pytest.raises(ValueError, match="unknown preset"):
+        training_runs.start(studio, "ok", "nope", **TINY)
+    assert not any(p.suffix == ".safetensors" for p in studio.settings.loras_dir.iterdir())
+
+
+def test_train_tab_over_the_api(live_studio, tmp_path):
+    from gradio_client import Client
+
+    make_dataset(live_studio.studio, tmp_path, "apiblobs")
+    c = Client(live_studio.url, verbose=False)
+    preset = c.predict("fast", api_name="/train_preset")
+    assert preset[0] and preset[3]  # rank and steps filled from the preset
+    run = c.predict("apiblobs", "demo-tiny", "fast", "api-lora", 4, 4.0, 1e-3, 4, 1, 64, 2, 2,
+                    api_name="/train_start")
+    run = run["value"]  # the run picker is updated with the new run selected
+    h = training_runs.handle(live_studio.studio, run)
+    assert wait_done(h)["state"] == "done"
+    status, _curve, shots, log = c.predict(run, api_name="/train_status")
+    assert "done" in status and "step 4/4" in status and shots
+
+
+def test_train_command_and_resume_refusal(studio, tmp_path, capsys):
+    from studio.cli import main
+
+    make_dataset(studio, tmp_path, "cliblobs")
+    studio.close()
+    cfg = tmp_path / "studio.toml"
+    cfg.write_text(f'data_dir = "{studio.settings.data_dir}"\nmodels_dir = "{studio.settings.models_dir}"\n')
+    code = main(["--config", str(cfg), "train", "--dataset", "cliblobs", "--preset", "fast", "--steps", "3",
+                 "--resolution", "64", "--rank", "4", "--quiet"])
+    assert code == 0
+    run_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    from pathlib import Path
+
+    assert '"state": "done"' in Path(run_dir, "status.json").read_text().replace("'", '"')
+    code = main(["--config", str(cfg), "train", "--resume", run_dir.rsplit("/", 1)[-1]])
+    assert code == 2 and "already finished" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "train"]) == 2
+
+
+def test_generation_can_wait_for_training(tmp_path, demo_model):
+    import dataclasses
+
+    from studio.core import Studio
+    from tests.conftest import make_settings
+
+    settings = dataclasses.replace(make_settings(tmp_path, demo_model), pause_generation_while_training=True)
+    with Studio(settings) as studio:
+        make_dataset(studio, tmp_path)
+        h = training_runs.start(studio, "blobs", "fast", **{**TINY, "steps": 500, "sample_every": 0,
+                                                             "checkpoint_every": 0})
+        deadline = time.time() + 120
+        while h.status().get("step", 0) < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        job = studio.submit_generate(GenerateParams(prompt="x", seed=1, steps=2))
+        time.sleep(2.5)
+        assert job.status == "queued" and "training" in (job.error or "")
+        h.stop()
+        studio.queue.wait(job, 120)
+        assert job.status == "done"
+        assert wait_done(h)["state"] == "stopped"
