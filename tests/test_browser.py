@@ -179,3 +179,30 @@ def test_dataset_import_caption_and_keyboard(page, live_studio, tmp_path):
         f"document.querySelector('#ds-current input, #ds-current textarea').value !== '{first}'", timeout=30_000)
     rows = live_studio.studio.store.query("SELECT file, caption FROM dataset_images WHERE dataset = 'gems'")
     assert {r["file"]: r["caption"] for r in rows}[first] == "gm, a shiny gem"
+
+
+def test_train_a_lora_and_watch_it(page, live_studio, tmp_path):
+    from studio import datasets
+
+    ds = datasets.create(live_studio.studio, "browser-blobs", trigger="bb")
+    paths = []
+    for i in range(2):
+        art = np.full((10, 10, 3), 255, dtype=np.uint8)
+        art[2:8, 2:8] = [(200, 30, 30), (30, 30, 200)][i]
+        paths.append(tmp_path / f"b{i}.png")
+        Image.fromarray(np.kron(art, np.ones((8, 8, 1), dtype=np.uint8))).save(paths[-1])
+    ds.import_files(paths)
+    page.reload()
+    page.get_by_role("tab", name="Train").click()
+    for elem, value in (("#tr-dataset", "browser-blobs"), ("#tr-preset", "fast")):
+        box = page.locator(f"{elem} input")
+        box.fill(value)
+        box.press("Enter")
+    page.wait_for_timeout(1500)  # the preset fills the numbers
+    page.locator("#tr-steps input").fill("3")
+    page.locator("#tr-resolution input").fill("64")
+    page.fill("#tr-name textarea, #tr-name input", "browser-lora")
+    page.click("#tr-start")
+    page.wait_for_function("document.querySelector('#tr-status').innerText.includes('done')", timeout=180_000)
+    assert "step 3/3" in page.inner_text("#tr-status")
+    assert "browser-lora" in {lo["name"] for lo in live_studio.studio.loras()}
