@@ -28,7 +28,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import tomllib
 import uuid
@@ -47,6 +46,7 @@ from scipy import fft as sfft
 from pipelines.pixel import PixelImageError, PixelParams, PixelResult, load_frames, load_rgba, pixelate
 from pipelines.pixel.color import parse_hex
 from pipelines.pixel.grid import uniform_cuts
+from studio.files import atomic_write_bytes
 
 SDXL_BUCKETS: tuple[tuple[int, int], ...] = (
     (1024, 1024), (896, 1152), (1152, 896), (832, 1216), (1216, 832), (768, 1344), (1344, 768),
@@ -208,19 +208,7 @@ class ImportReport:
 # ----------------------------------------------------------------------------------------
 def write_atomic(dst: Path, data: bytes | str) -> None:
     """dst is either the complete new content or untouched (temp file in the same folder + os.replace)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(dst, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _png_bytes(img: Image.Image | np.ndarray) -> bytes:
