@@ -404,9 +404,16 @@ class RunHandle:
         return bool(pid) and _pid_alive(int(pid))
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Until the run leaves the running state (or timeout seconds); returns its status."""
         if self.process:
             self.process.wait(timeout)
-        return self.status()
+            return self.status()
+        deadline = None if timeout is None else time.time() + timeout
+        while (status := self.status()).get("state") == "running" and self.is_alive():
+            if deadline is not None and time.time() > deadline:
+                raise TimeoutError(f"run {self.run_dir.name} still running after {timeout}s")
+            time.sleep(0.2)
+        return status
 
     def status(self) -> dict[str, Any]:
         if self.process:
@@ -564,7 +571,7 @@ def _train(run: _Run) -> tuple[Any, Any]:
     trainer = LoraTrainer(pipe, [im for im, _ in loaded], captions, lcfg, time_ids=[c for _, c in loaded],
                           cache=cfg.cache_latents, log=run.log)
     run.log(f"prepared in {time.time() - t0:.1f}s (cache_latents={cfg.cache_latents})")
-    _resume_from_checkpoint(run, trainer, current_hash)
+    _resume_from_checkpoint(run, trainer, current_hash, data_hash)
     prompts = list(cfg.sample_prompts) or list(dict.fromkeys(captions))[:2]
 
     recent: list[float] = []
@@ -578,11 +585,12 @@ def _train(run: _Run) -> tuple[Any, Any]:
         t = time.perf_counter()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        lr = trainer.lr  # the rate this step uses (the schedule advances inside train_step)
         loss = trainer.train_step()
         dt = time.perf_counter() - t
         if not torch.isfinite(torch.tensor(loss)):
             raise FloatingPointError(f"loss became {loss} at step {trainer.step}; try a lower learning_rate")
-        row = {"step": trainer.step, "loss": loss, "lr": trainer.lr, "sec_per_step": round(dt, 5),
+        row = {"step": trainer.step, "loss": loss, "lr": lr, "sec_per_step": round(dt, 5),
                "mem_mb": round(_mem_mb(), 1), "time": round(time.time(), 3)}
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -595,6 +603,8 @@ def _train(run: _Run) -> tuple[Any, Any]:
             _save_checkpoint(run, trainer, current_hash, data_hash)
     if cfg.sample_every and cfg.steps % cfg.sample_every:
         _sample(run, pipe, prompts, trainer.step)
+    # the finished state is a checkpoint too: if the export fails (disk full), resuming only re-exports
+    _save_checkpoint(run, trainer, current_hash, data_hash)
     pipe.unet.eval()
     files = export_lora(run, pipe, lcfg, current_hash, data_hash)
     run.log("exported " + ", ".join(str(f) for f in files))
@@ -700,7 +710,7 @@ def load_checkpoint(ckpt: Path) -> tuple[dict, dict, dict]:
     return lora, state, _read_json(ckpt / "meta.json")
 
 
-def _resume_from_checkpoint(run: _Run, trainer, base_hash: str) -> None:
+def _resume_from_checkpoint(run: _Run, trainer, base_hash: str, data_hash: str) -> None:
     """Continue from the newest checkpoint; drop metrics the killed process logged after it."""
     import torch
 
@@ -715,6 +725,8 @@ def _resume_from_checkpoint(run: _Run, trainer, base_hash: str) -> None:
         if meta.get("base_model_hash") not in (None, base_hash):
             raise ValueError(f"checkpoint {ckpt.name} was trained on base {meta['base_model_hash']}, "
                              f"the base model is now {base_hash}")
+        if meta.get("dataset_hash") not in (None, data_hash):
+            run.log(f"note: the dataset changed since {ckpt.name}; continuing on the new images")
         trainer.load_lora_state(lora)
         trainer.load_state_dict(state)
         if "torch_rng" in state:
@@ -773,11 +785,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m training.runner RUN_DIR", file=sys.stderr)
         return 2
+    run_dir = Path(args[0])
+    # a polite kill (the studio shutting down) is a stop request: finish the step, checkpoint, exit
+    signal.signal(signal.SIGTERM, lambda *_: (run_dir / "STOP").touch())
     try:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads())
-        run_training(Path(args[0]))
+        run_training(run_dir)
     except Exception:
         return 1
     return 0
