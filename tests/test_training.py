@@ -181,6 +181,9 @@ def test_config_validation_and_presets(demo_model, dataset):
         cfg = config_from_preset(name, base_model=demo_model, dataset_dir=dataset, output_name="x")
         assert cfg.preset == name and TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     need = dict(base_model=demo_model, dataset_dir=dataset, output_name="x")
+    assert config_from_preset("balanced", steps=60, **need).warmup_steps == 3  # 75 of 1500 -> 3 of 60
+    with pytest.raises(ValueError, match="warmup_steps must be from 0 to steps"):
+        config_from_preset("balanced", steps=60, warmup_steps=61, **need)
     with pytest.raises(ValueError, match="rank must be"):
         config_from_preset("fast", rank=0, **need)
     with pytest.raises(ValueError, match="learning_rate must be between 0 and 1"):

@@ -134,8 +134,9 @@ class LoraTrainer:
         if self.bf16:  # frozen weights in bf16; the VAE stays fp32 (SDXL's VAE overflows in half precision)
             for module in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
                 module.to(torch.bfloat16)
-        torch.manual_seed(cfg.seed)  # peft draws the gaussian lora_A init from the global RNG
-        params = add_unet_lora(pipe.unet, cfg)
+        with torch.random.fork_rng(devices=[]):  # peft draws the gaussian lora_A init from the global RNG:
+            torch.manual_seed(cfg.seed)  # seed it for reproducible runs, without changing the caller's RNG
+            params = add_unet_lora(pipe.unet, cfg)
         for p in params:  # trainable LoRA weights in fp32 whatever the base dtype
             p.data = p.data.float()
         self.params = params

@@ -187,9 +187,14 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
 
 
 def config_from_preset(preset: str | Path | dict[str, Any], **overrides: Any) -> TrainConfig:
-    """Preset values, then `overrides` (base_model, dataset_dir, output_name at least); validated."""
+    """Preset values, then `overrides` (base_model, dataset_dir, output_name at least); validated.
+
+    A preset's warmup is a share of its steps: when `steps` is overridden and `warmup_steps` is not, the
+    warmup scales with it (balanced's 75 of 1500 becomes 3 of 60), rather than failing validation."""
     values = dict(preset) if isinstance(preset, dict) else load_preset(preset)
     values.pop("description", None)
+    if "steps" in overrides and "warmup_steps" not in overrides and values.get("steps"):
+        values["warmup_steps"] = round(values.get("warmup_steps", 0) * overrides["steps"] / values["steps"])
     values.update(overrides)
     return TrainConfig.from_dict(values)
 
