@@ -124,7 +124,7 @@ def test_variations_of_a_sprite(studio):
     from pipelines.pixel import PixelImageError, PixelParams
     from studio.params import GenerateParams
 
-    keep = PixelParams(background="keep")  # the demo model draws noise: keep all of it as the sprite
+    keep = PixelParams(size=(16, 16), size_mode="exact", background="keep")  # the demo model draws noise
     base = studio.generate(GenerateParams(prompt="a potion", seed=1, steps=2, pixel=keep))
     src = base.images[0].path
     job = studio.submit_variation(GenerateParams(prompt="a potion, blue", seed=5, steps=4, count=2, pixel=keep),
