@@ -217,7 +217,20 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def _sha256_file(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) in this process: a real SDXL UNet is ~5 GB, and
+    the studio asks again for every run it starts."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = _sha256_uncached(path)
+    return _HASHES[key]
+
+
+def _sha256_uncached(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
