@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/training_cache.py [--steps 40] [--warmup 3] [--size 64] [--batch 1] [--model PATH]
 
-The runner encodes each image (VAE) and caption (both CLIP encoders) once before the loop; `cache_latents=False`
-runs the VAE and text encoders on every step instead. Each mode runs in a fresh child process so its memory
-figure is its own (process RSS on CPU, peak CUDA allocation on a GPU); the speed ratio comes from a third process
-that alternates one step of each, so a busy neighbour slows both alike. Goal: cached >= 1.5x steps/s.
-Default model: the tiny demo SDXL (CPU, float32, one thread), where the VAE is small next to the UNet, so the
-gain on a real SDXL at 1024 px (VAE encode of a 1024² image every step) is larger than measured here.
+The runner encodes each image (VAE) and caption (both CLIP encoders) once before the loop;
+`cache_latents=False` runs the VAE and text encoders on every step instead. Each mode runs in a fresh
+child process so its memory figure is its own (process RSS on CPU, peak CUDA allocation on a GPU); the
+speed ratio comes from a third process that alternates one step of each, so a busy neighbour slows both
+alike. Goal: cached >= 1.5x steps/s. The most caching can give is (encode + step) / step: on the tiny demo
+model (default; CPU, float32, one thread) the UNet's forward + backward dominates the step, so the ratio
+here says little about a real SDXL at 1024 px; pass --model and --size to measure one.
 Results: bench/results/training_cache.json.
 """
 
@@ -133,17 +134,17 @@ def main() -> None:
         args.model = ensure_demo_model(Path(tempfile.gettempdir()) / "dgxp-bench-demo-tiny")
     results = {}
     for mode in ("cached", "uncached", "interleaved"):
-        cmd = [sys.executable, __file__, "--mode", mode, "--model", str(args.model), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
-               "--threads", str(args.threads)]
+        cmd = [sys.executable, __file__, "--mode", mode, "--model", str(args.model),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--size", str(args.size),
+               "--batch", str(args.batch), "--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     c, u, both = results["cached"], results["uncached"], results["interleaved"]
     speedup = both["cached"]["steps_per_s"] / both["uncached"]["steps_per_s"]
     separate = c["steps_per_s"] / u["steps_per_s"]
-    print(f"LoRA training on {Path(args.model).name} ({c['device']}, {args.size}px, batch {args.batch}, rank 16, "
-          f"{args.threads} thread(s), {args.steps} timed steps)")
+    print(f"LoRA training on {Path(args.model).name} ({c['device']}, {args.size}px, batch {args.batch}, "
+          f"rank 16, {args.threads} thread(s), {args.steps} timed steps)")
     print(f"{'mode':<10}{'steps/s':>9}{'s/step':>9}{'(alone)':>9}{'prepare s':>11}{'mem MB':>9}")
     for r in (c, u):
         fair = both[r["mode"]]
@@ -153,9 +154,10 @@ def main() -> None:
           f"(goal >= {GOAL}x: {'met' if speedup >= GOAL else 'NOT met'})")
     out = {"model": Path(args.model).name, "size": args.size, "batch": args.batch, "threads": args.threads,
            "steps": args.steps, "warmup": args.warmup, "cached": c, "uncached": u, "interleaved": both,
-           "speedup": speedup, "speedup_separate_processes": separate, "goal": GOAL, "goal_met": speedup >= GOAL,
-           "mem_note": "process RSS on CPU (MB), peak CUDA allocation per step on a GPU; s/step (alone) is the "
-                       "separate-process timing, steps/s the interleaved one"}
+           "speedup": speedup, "speedup_separate_processes": separate, "goal": GOAL,
+           "goal_met": speedup >= GOAL,
+           "mem_note": "process RSS on CPU (MB), peak CUDA allocation per step on a GPU; s/step (alone) is "
+                       "the separate-process timing, steps/s the interleaved one"}
     path = ROOT / "bench" / "results" / "training_cache.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

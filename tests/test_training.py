@@ -53,7 +53,8 @@ def dataset(tmp_path_factory) -> Path:
 def _cfg(demo_model, dataset, **kw) -> TrainConfig:
     base = dict(base_model=demo_model, dataset_dir=dataset, output_name="slimes", rank=4, alpha=4.0,
                 learning_rate=1e-2, steps=STEPS, resolution=64, sample_every=15, sample_steps=2,
-                sample_prompts=("zq slime", "zq knight"), checkpoint_every=5, keep_checkpoints=2, trigger_word="zq")
+                sample_prompts=("zq slime", "zq knight"), checkpoint_every=5, keep_checkpoints=2,
+                trigger_word="zq")
     return TrainConfig(**{**base, **kw})
 
 
@@ -122,12 +123,13 @@ def test_exported_lora_reloads_from_both_formats(reference, demo_model):
     fresh = StableDiffusionXLPipeline.from_pretrained(demo_model)
     fresh.set_progress_bar_config(disable=True)
     base = _render(fresh)
-    assert np.abs(trained - base).max() > 1e-3  # the LoRA does something, so the comparison below means something
+    assert np.abs(trained - base).max() > 1e-3  # the LoRA does something, so the check below means something
     for name in ("slimes.safetensors", "slimes_kohya.safetensors"):
         with safe_open(str(export / name), "pt") as fh:
             md = fh.metadata()
         assert md["dgxp.rank"] == "4" and md["dgxp.trigger_word"] == "zq" and md["dgxp.steps"] == str(STEPS)
-        assert md["dgxp.base_model_hash"] == json.loads((run_dir / "config.json").read_text())["base_model_hash"]
+        pinned = json.loads((run_dir / "config.json").read_text())["base_model_hash"]
+        assert md["dgxp.base_model_hash"] == pinned
         assert len(md["dgxp.dataset_hash"]) == 12 and md["dgxp.preset"] == "custom"
         fresh.load_lora_weights(str(export), weight_name=name, adapter_name=name.split(".")[0])
         fresh.set_adapters([name.split(".")[0]])
@@ -135,10 +137,10 @@ def test_exported_lora_reloads_from_both_formats(reference, demo_model):
 
 
 def test_stop_resume_kill_resume_gives_the_uninterrupted_curve(reference, demo_model, dataset, tmp_path):
-    """Child processes through start_run/resume_run: STOP at step ~8, resume, SIGKILL after the next checkpoint,
-    resume again (in this process, to save a third child's start-up). The loss curve must equal the reference
-    run's step for step: optimizer, lr schedule and RNG all came back. (One scenario, two child start-ups:
-    each costs ~10-15 s of imports on this box.)"""
+    """Child processes through start_run/resume_run: STOP at step ~8, resume, SIGKILL after the next
+    checkpoint, resume again (in this process, to save a third child's start-up). The loss curve must equal
+    the reference run's step for step: optimizer, lr schedule and RNG all came back. (One scenario, two child
+    start-ups: each costs ~10-15 s of imports on this box.)"""
     handle = start_run(_cfg(demo_model, dataset), tmp_path / "runs")
     run_dir = handle.run_dir
     _wait_for(lambda: len(read_metrics(run_dir)) >= 8 or not handle.is_alive(), what="8 steps")
@@ -151,7 +153,8 @@ def test_stop_resume_kill_resume_gives_the_uninterrupted_curve(reference, demo_m
 
     handle = resume_run(run_dir)
     next_ckpt = (stopped_at // 5 + 1) * 5
-    _wait_for(lambda: len(read_metrics(run_dir)) >= next_ckpt + 2 or not handle.is_alive(), what="a checkpoint")
+    _wait_for(lambda: len(read_metrics(run_dir)) >= next_ckpt + 2 or not handle.is_alive(),
+              what="a checkpoint")
     handle.kill()
     status = handle.status()
     assert status["state"] == "failed" and "killed" in status["error"], status
@@ -253,11 +256,13 @@ def test_resume_refuses_a_changed_base_model(demo_model, dataset, tmp_path):
         resume_run(run_dir)
 
 
-def test_full_disk_keeps_previous_checkpoint_and_publishes_nothing(demo_model, dataset, tmp_path, monkeypatch):
+def test_full_disk_keeps_previous_checkpoint_and_publishes_nothing(demo_model, dataset, tmp_path,
+                                                                   monkeypatch):
     import torch
 
     export = tmp_path / "loras"
-    run_dir = prepare_run(_cfg(demo_model, dataset, steps=12, sample_every=0, export_dir=export), tmp_path / "runs")
+    cfg = _cfg(demo_model, dataset, steps=12, sample_every=0, export_dir=export)
+    run_dir = prepare_run(cfg, tmp_path / "runs")
     real_save, calls = torch.save, []
 
     def full_disk_save(obj, f, *a, **kw):

@@ -38,7 +38,7 @@ class LoraTrainConfig:
     seed: int = 0
     adapter_name: str = "default"
     caption_dropout: float = 0.0  # probability a caption is replaced by "" (keeps the LoRA usable unprompted)
-    min_snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023); 5.0 is the usual value
+    min_snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023); 5.0 is usual
     noise_offset: float = 0.0  # per-channel offset noise: lets the model learn very dark/bright images
     lr_scheduler: str = "constant"
     warmup_steps: int = 0
@@ -164,7 +164,8 @@ class LoraTrainer:
         return vae.encode(x).latent_dist.sample(gen) * vae.config.scaling_factor
 
     def _encode_text(self, caption: str):
-        pe, _, pooled, _ = self.pipe.encode_prompt(caption, device=self.device, do_classifier_free_guidance=False)
+        pe, _, pooled, _ = self.pipe.encode_prompt(caption, device=self.device,
+                                                   do_classifier_free_guidance=False)
         return pe, pooled
 
     def _encode_all(self) -> dict:
@@ -191,7 +192,7 @@ class LoraTrainer:
         time_ids = torch.tensor([self.cond[i] for i in idx], device=self.device, dtype=embeds.dtype)
         return lat.float(), embeds, pooled, time_ids
 
-    # --- one step ---------------------------------------------------------------------------------------------
+    # --- one step ----------------------------------------------------------------------------------------
     def _draw_batch(self) -> tuple[list[int], list[str]]:
         import torch
 
@@ -220,7 +221,8 @@ class LoraTrainer:
         t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],), generator=gen)
         noise, t = noise.to(self.device), t.to(self.device)
         noisy = sched.add_noise(lat, noise, t)
-        target = sched.get_velocity(lat, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        v_pred = sched.config.prediction_type == "v_prediction"
+        target = sched.get_velocity(lat, noise, t) if v_pred else noise
         self.pipe.unet.train()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         with autocast:
@@ -243,7 +245,8 @@ class LoraTrainer:
         return float(loss.detach())
 
     def _snr_weights(self, t):
-        """min(SNR, gamma) / SNR for epsilon targets (/(SNR + 1) for v): stops easy, low-noise steps dominating."""
+        """min(SNR, gamma) / SNR for epsilon targets (/(SNR + 1) for v): stops the easy, low-noise steps
+        dominating the gradient."""
         import torch
 
         ac = self.noise_scheduler.alphas_cumprod.to(t.device)[t].float()
@@ -285,7 +288,7 @@ class LoraTrainer:
     def lr(self) -> float:
         return float(self.lr_scheduler.get_last_lr()[0])
 
-    # --- checkpoint state -------------------------------------------------------------------------------------
+    # --- checkpoint state --------------------------------------------------------------------------------
     def lora_state(self) -> dict:
         from peft.utils import get_peft_model_state_dict
 

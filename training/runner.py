@@ -103,12 +103,14 @@ class TrainConfig:
         need(bool(self.dataset_dir), "dataset_dir must be the folder of training images and captions")
         need(isinstance(self.output_name, str) and bool(_NAME_RE.match(self.output_name)),
              f"output_name must be 1-100 letters, digits, '.', '_' or '-', got {self.output_name!r}")
-        need(is_int(self.rank) and 1 <= self.rank <= 256, f"rank must be a whole number from 1 to 256, got {self.rank!r}")
+        need(is_int(self.rank) and 1 <= self.rank <= 256,
+             f"rank must be a whole number from 1 to 256, got {self.rank!r}")
         need(is_num(self.alpha) and self.alpha > 0, f"alpha must be greater than 0, got {self.alpha!r}")
         need(is_num(self.learning_rate) and 0 < self.learning_rate < 1,
              f"learning_rate must be between 0 and 1 (e.g. 1e-4), got {self.learning_rate!r}")
         need(is_int(self.steps) and self.steps >= 1, f"steps must be at least 1, got {self.steps!r}")
-        need(is_int(self.batch_size) and self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size!r}")
+        need(is_int(self.batch_size) and self.batch_size >= 1,
+             f"batch_size must be at least 1, got {self.batch_size!r}")
         need(is_int(self.resolution) and self.resolution >= 64 and self.resolution % 8 == 0,
              f"resolution must be a multiple of 8 and at least 64, got {self.resolution!r}")
         need(is_num(self.caption_dropout) and 0 <= self.caption_dropout < 1,
@@ -123,9 +125,12 @@ class TrainConfig:
              f"warmup_steps must be from 0 to steps ({self.steps}), got {self.warmup_steps!r}")
         need(self.max_grad_norm is None or (is_num(self.max_grad_norm) and self.max_grad_norm > 0),
              f"max_grad_norm must be empty or greater than 0, got {self.max_grad_norm!r}")
-        need(is_int(self.seed) and 0 <= self.seed < 2**32, f"seed must be from 0 to 4294967295, got {self.seed!r}")
-        need(self.mixed_precision in ("no", "bf16"), f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
-        need(self.optimizer in ("adamw", "adamw8bit"), f"optimizer must be 'adamw' or 'adamw8bit', got {self.optimizer!r}")
+        need(is_int(self.seed) and 0 <= self.seed < 2**32,
+             f"seed must be from 0 to 4294967295, got {self.seed!r}")
+        need(self.mixed_precision in ("no", "bf16"),
+             f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        need(self.optimizer in ("adamw", "adamw8bit"),
+             f"optimizer must be 'adamw' or 'adamw8bit', got {self.optimizer!r}")
         for name in ("gradient_checkpointing", "cache_latents"):
             need(isinstance(getattr(self, name), bool), f"{name} must be true or false")
         for name in ("sample_every", "checkpoint_every", "sample_seed"):
@@ -135,7 +140,8 @@ class TrainConfig:
              f"sample_steps must be from 1 to 150, got {self.sample_steps!r}")
         need(is_int(self.keep_checkpoints) and self.keep_checkpoints >= 1,
              f"keep_checkpoints must be at least 1, got {self.keep_checkpoints!r}")
-        need(all(isinstance(p, str) and p.strip() for p in self.sample_prompts), "sample_prompts must be non-empty text")
+        need(all(isinstance(p, str) and p.strip() for p in self.sample_prompts),
+             "sample_prompts must be non-empty text")
         need(isinstance(self.trigger_word, str), "trigger_word must be text")
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,7 +183,8 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         path = PRESETS_DIR / f"{name_or_path}.toml"
         if not path.is_file():
-            raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(list_presets())}")
+            choices = ", ".join(list_presets())
+            raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {choices}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -267,12 +274,14 @@ def scan_dataset(dataset_dir: str | Path) -> list[tuple[Path, str]]:
     if missing:
         names = ", ".join(str(p.relative_to(root)) for p in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"{len(missing)} image(s) have no caption file (.txt beside the image): {names}{more}")
+        raise ValueError(f"{len(missing)} image(s) have no caption file (.txt beside the image): "
+                         f"{names}{more}")
     return [(p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()) for p in images]
 
 
 def dataset_hash(pairs: list[tuple[Path, str]]) -> str:
-    """sha256 over the sorted (image sha256, caption) pairs: renaming files keeps it, editing one changes it."""
+    """sha256 over the sorted (image sha256, caption) pairs: renaming files keeps it, editing one
+    changes it."""
     items = sorted(f"{_sha256_file(p)}\0{caption}" for p, caption in pairs)
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:_SHORT]
 
@@ -365,8 +374,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def list_runs(runs_root: str | Path) -> list[dict[str, Any]]:
     """Every run folder under runs_root (newest first) with its status and config summary."""
     root = Path(runs_root)
-    runs = []
-    for d in sorted((p for p in root.iterdir() if (p / "config.json").is_file()), reverse=True) if root.is_dir() else []:
+    runs: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return runs
+    for d in sorted((p for p in root.iterdir() if (p / "config.json").is_file()), reverse=True):
         cfg = _read_json(d / "config.json")
         runs.append({"run_id": d.name, "run_dir": str(d), "output_name": cfg.get("output_name"),
                      "preset": cfg.get("preset"), **read_status(d)})
@@ -471,8 +482,8 @@ def prepare_run(config: TrainConfig, runs_root: str | Path) -> Path:
     pairs = scan_dataset(config.dataset_dir)
     pinned = base_model_hash(config.base_model)
     if config.base_model_hash and config.base_model_hash != pinned:
-        raise ValueError(f"base model {config.base_model} has hash {pinned}, not the {config.base_model_hash} "
-                         "this config was made for")
+        raise ValueError(f"base model {config.base_model} has hash {pinned}, not the "
+                         f"{config.base_model_hash} this config was made for")
     config = dataclasses.replace(config, base_model_hash=pinned)
     run_dir = _new_run_dir(Path(runs_root), config.output_name)
     _write_json(run_dir / "config.json", config.to_dict())
@@ -507,7 +518,8 @@ def _check_base(cfg: TrainConfig) -> str:
     current = base_model_hash(cfg.base_model)
     if cfg.base_model_hash and current != cfg.base_model_hash:
         raise ValueError(f"the base model at {cfg.base_model} changed since this run started (hash "
-                         f"{cfg.base_model_hash} then, {current} now); a LoRA cannot continue on a different base")
+                         f"{cfg.base_model_hash} then, {current} now); a LoRA cannot continue on a "
+                         "different base")
     return current
 
 
@@ -703,7 +715,8 @@ def _save_checkpoint(run: _Run, trainer, base_hash: str, data_hash: str) -> Path
         state = trainer.state_dict()
         state["torch_rng"] = torch.get_rng_state()
         torch.save(state, tmp / "trainer.pt")
-        meta = {"step": trainer.step, "base_model_hash": base_hash, "dataset_hash": data_hash, "time": time.time()}
+        meta = {"step": trainer.step, "base_model_hash": base_hash, "dataset_hash": data_hash,
+                "time": time.time()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -768,7 +781,8 @@ def export_lora(run: _Run, pipe, lcfg, base_hash: str, data_hash: str) -> list[P
 
     cfg, name = run.cfg, run.cfg.output_name
     metadata = {"dgxp.base_model": Path(cfg.base_model).name, "dgxp.base_model_hash": base_hash,
-                "dgxp.rank": str(cfg.rank), "dgxp.alpha": str(cfg.alpha), "dgxp.trigger_word": cfg.trigger_word,
+                "dgxp.rank": str(cfg.rank), "dgxp.alpha": str(cfg.alpha),
+                "dgxp.trigger_word": cfg.trigger_word,
                 "dgxp.dataset_hash": data_hash, "dgxp.steps": str(cfg.steps), "dgxp.preset": cfg.preset,
                 "dgxp.resolution": str(cfg.resolution), "dgxp.learning_rate": str(cfg.learning_rate)}
     final = run.run_dir / "final"
