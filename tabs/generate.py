@@ -249,10 +249,11 @@ def build(studio: Studio) -> None:
                   api_name="variations")
 
     def cancel_jobs(request: gr.Request):
+        # Feedback comes from the cancelled job's own "Cancelled." (writing the status here would race it).
         n = studio.queue.cancel_owner(request.session_hash) if request else 0
-        return f"Cancelling {n} job(s)…" if n else "Nothing to cancel."
+        gr.Info(f"Cancelling {n} job(s)…" if n else "Nothing to cancel.")
 
-    cancel.click(cancel_jobs, None, status, api_name="cancel")
+    cancel.click(cancel_jobs, None, None, api_name="cancel")
 
     def add_lora(current: str, name: str | None):
         if not name:
