@@ -7,13 +7,16 @@ and (later) MCP all go through these functions.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.store import now
-from training.dataset import Dataset, DatasetError, list_datasets
+from training.dataset import Dataset, DatasetError, list_datasets, tag_frequencies
 
 if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
     from studio.core import Studio
 
 FILTERS = ("all", "problems", "untagged", "duplicates", "excluded")
@@ -68,3 +71,36 @@ def filtered(ds: Dataset, which: str = "all") -> list:
         "excluded": lambda r: not r.include,
     }[which]
     return [r for r in ds.records if keep(r)]
+
+
+def _bar(counts: dict, title: str, x_title: str, y_title: str = "images") -> Figure:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=[str(k) for k in counts], y=list(counts.values()), text=list(counts.values())))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=300,
+                      xaxis={"type": "category"}, margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
+
+
+def statistics_figures(ds: Dataset, top_tags: int = 30) -> dict[str, Figure]:
+    """Plotly figures for the Dataset tab, every bar an explicit count (so the numbers are in the figure):
+    native_size (images per native sprite size, most common first), palette (images per colour count),
+    caption_length (images per caption length in words) and tags (the `top_tags` most used caption tags)."""
+    import plotly.graph_objects as go
+
+    recs = ds.records
+    sizes = Counter(f"{r.native_size[0]}x{r.native_size[1]}" for r in recs)
+    palette = Counter(r.n_colours for r in recs)
+    words = Counter(len(r.caption.replace(",", " ").split()) for r in recs)
+    tags = list(tag_frequencies(ds).items())[:top_tags]
+    tag_fig = go.Figure(go.Bar(x=[c for _, c in tags], y=[t for t, _ in tags], orientation="h",
+                               text=[c for _, c in tags]))
+    tag_fig.update_layout(title="Most used caption tags", xaxis_title="captions", height=max(240, 22 * len(tags)),
+                          yaxis={"autorange": "reversed", "type": "category"},
+                          margin={"t": 40, "b": 40, "l": 10, "r": 10})
+    return {
+        "native_size": _bar(dict(sizes.most_common()), "Native sprite sizes", "native size (px)"),
+        "palette": _bar(dict(sorted(palette.items())), "Palette sizes", "colours"),
+        "caption_length": _bar(dict(sorted(words.items())), "Caption lengths", "words"),
+        "tags": tag_fig,
+    }

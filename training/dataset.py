@@ -59,7 +59,8 @@ MAX_ZIP_ENTRIES = 20_000
 MAX_FRAMES = 256  # frames taken from one animated file
 MIN_NATIVE_SIDE = 8
 MAX_NATIVE_SIDE = 2048
-MAX_INPUT_SIDE = 4096
+MAX_INPUT_SIDE = 4096  # larger images are imported with a too-large problem
+MAX_IMPORT_SIDE = 16384  # larger images are refused at import, from the header (memory)
 MOSTLY_EMPTY = 0.90  # share of transparent pixels above which an image is "mostly empty"
 NEAR_DUPLICATE_BITS = 6  # perceptual-hash Hamming distance at or below which two sprites look alike
 # "no clean grid": edges must sit on the lattice (near/far edge strength) and the cells must be flat
@@ -303,11 +304,56 @@ def _lattice_measures(rgba: np.ndarray, result: PixelResult) -> tuple[float, flo
     return float(contrast), err, noise
 
 
+def _axis_lattice(changes: np.ndarray) -> tuple[int, int] | None:
+    """(period, phase) of the positions where an axis' lines change, or None when nothing changes."""
+    pos = np.flatnonzero(changes) + 1
+    if not len(pos):
+        return None
+    k = int(np.gcd.reduce(np.diff(pos))) if len(pos) > 1 else int(pos[0])
+    return k, int(pos[0] % k)
+
+
+def exact_upscale(rgba: np.ndarray) -> PixelResult | None:
+    """The native sprite of an image that is an EXACT integer nearest-neighbour enlargement (every k x k
+    block one colour, blocks aligned to one lattice, edge blocks may be cut), or None.
+
+    This is how most people store pixel art (x2 .. x16 exports), and it is recognised exactly, without
+    the engine's lattice search, which can misread small sprites with large flat or transparent areas.
+    Anything else (k = 1, smoothing, noise, JPEG) returns None and goes to the engine."""
+    a = np.asarray(rgba)
+    h, w = a.shape[:2]
+    lat_x = _axis_lattice(np.any(a[:, 1:] != a[:, :-1], axis=(0, 2)))
+    lat_y = _axis_lattice(np.any(a[1:] != a[:-1], axis=(1, 2)))
+    if lat_x is None and lat_y is None:
+        return None  # one flat colour: no lattice to see
+    k = int(np.gcd(lat_x[0] if lat_x else 0, lat_y[0] if lat_y else 0))
+    if k < 2:
+        return None
+    starts = []
+    for lat, n in ((lat_x, w), (lat_y, h)):
+        o = lat[1] % k if lat else 0
+        starts.append(np.unique(np.r_[0, np.arange(o, n, k)]))
+    xs, ys = starts
+    nat = a[np.ix_(ys, xs)].copy()
+    opaque = nat[..., 3] >= 128
+    nat[..., 3] = np.where(opaque, 255, 0)
+    nat[~opaque, :3] = 0
+    used = np.unique(nat[opaque][:, :3], axis=0) if opaque.any() else np.zeros((0, 3), np.uint8)
+    phase = (float(xs[1] % k) if len(xs) > 1 else 0.0, float(ys[1] % k) if len(ys) > 1 else 0.0)
+    return PixelResult(image=Image.fromarray(nat, "RGBA"), cell=(float(k), float(k)),
+                       grid_size=(len(xs), len(ys)), palette=used.astype(np.uint8),
+                       info={"phase": phase, "exact": True})
+
+
 def detect_native(rgba: np.ndarray) -> PixelResult:
-    """The pixel engine's native sprite, background kept as it is (no colour made transparent).
+    """The native sprite, background kept as it is (no colour made transparent): an exact integer
+    upscale is read back exactly (`exact_upscale`); anything else goes to the pixel engine.
 
     An unexpected failure inside the engine becomes a DatasetError naming it, so one odd image is a
     skipped file with a reason, never a crashed import."""
+    exact = exact_upscale(np.asarray(rgba))
+    if exact is not None:
+        return exact
     try:
         return pixelate(rgba, PixelParams(background="keep"))
     except PixelImageError:
@@ -337,7 +383,8 @@ def check_image(rgba: np.ndarray, result: PixelResult | None = None, source_form
         out.append(f"too-large: the image is {w}x{h} px (over {MAX_INPUT_SIDE} px)")
     if (source_format or "").upper() in ("JPEG", "MPO"):
         out.append("jpeg-source: saved as JPEG, a lossy format that damages pixel edges and colours")
-    if not result.native_input:
+    # an exact integer upscale has a perfect lattice by construction: nothing to measure
+    if not result.native_input and not result.info.get("exact"):
         contrast, err, noise = _lattice_measures(rgba, result)
         if contrast < GRID_CONTRAST_MIN or err > RECON_ERROR_MAX:
             out.append(f"not-pixel-art: no clean pixel grid (edge contrast {contrast:.1f}, "
@@ -815,10 +862,17 @@ def _unsafe_zip_name(name: str) -> str | None:
 
 
 def _format_of(raw: bytes) -> tuple[str | None, int]:
-    """Pillow's format name and frame count, from the header (load_rgba does the real validation)."""
+    """Pillow's format name and frame count, from the header (load_rgba does the real validation).
+    An image over MAX_IMPORT_SIDE px a side is a DatasetError before any pixel is decoded."""
+    size = None
     with contextlib.suppress(Exception), Image.open(io.BytesIO(raw)) as im:
-        return im.format, int(getattr(im, "n_frames", 1))
-    return None, 1
+        fmt, n, size = im.format, int(getattr(im, "n_frames", 1)), im.size
+    if size is None:
+        return None, 1
+    if max(size) > MAX_IMPORT_SIDE:
+        raise DatasetError(f"the image is {size[0]}x{size[1]} px; at most {MAX_IMPORT_SIDE} px a side can be "
+                           "imported (scale it down to its native pixels first)")
+    return fmt, n
 
 
 def _pieces(frames: list[np.ndarray], split: tuple[int, int] | None, cell: tuple[int, int] | None
@@ -917,13 +971,27 @@ def auto_caption(ds: Dataset, captioner, files: Iterable[str] | None = None, ove
                  progress: Progress | None = None) -> str:
     """Caption images with a captioner (anything with `caption(image) -> str`), on the native sprite.
     Existing captions are kept unless overwrite. The trigger word is put first. Undoable as one edit;
-    nothing is written until every image is captioned. progress(done, total, file) after each image."""
+    nothing is written until every image is captioned. progress(done, total, file) after each image.
+
+    A native sprite the captioner refuses (a failed detection can leave 1x1 px; the record already says
+    too-small) is captioned from the imported original instead; an image neither can caption is a
+    DatasetError naming it."""
     recs = [r for r in _targets(ds, files) if overwrite or not r.caption]
     takes_name = "name" in inspect.signature(captioner.caption).parameters
+
+    def run(img: Image.Image, r: ImageRecord) -> str:
+        return captioner.caption(img, name=r.source or r.file) if takes_name else captioner.caption(img)
+
     new: dict[str, str] = {}
     for r in recs:
-        img = ds.native_image(r.file)
-        text = captioner.caption(img, name=r.source or r.file) if takes_name else captioner.caption(img)
+        try:
+            text = run(ds.native_image(r.file), r)
+        except (PixelImageError, ValueError) as first:
+            try:
+                with Image.open(ds.image_path(r.file)) as im:
+                    text = run(im.convert("RGBA"), r)
+            except (PixelImageError, ValueError, OSError) as e:
+                raise DatasetError(f"{r.file} cannot be captioned ({first}; the original: {e})") from e
         t = ds.meta.trigger
         tags = [x.strip() for x in str(text).split(",") if x.strip() and x.strip() != t]
         new[r.file] = ", ".join([t, *tags] if t else tags)
@@ -1121,7 +1189,8 @@ __all__ = [
     "SDXL_BUCKETS", "Dataset", "DatasetError", "DatasetMeta", "DuplicateGroup", "ImageRecord", "ImportReport",
     "Prepared", "PrepareReport", "PreparedItem", "Skipped", "auto_caption", "caption_append",
     "caption_ensure_trigger", "caption_find_replace", "caption_prepend", "caption_replace_all", "check_image",
-    "check_name", "choose_bucket", "dataset_warnings", "detect_native", "export_diffusers", "export_kohya",
+    "check_name", "choose_bucket", "dataset_warnings", "detect_native", "exact_upscale", "export_diffusers",
+    "export_kohya",
     "find_duplicates", "list_datasets", "phash", "prepare", "prepare_image", "preview_prepared",
     "tag_frequencies", "undo_last",
 ]
