@@ -67,6 +67,14 @@ def build(studio: Studio) -> None:
             undo_btn = gr.Button("Undo last bulk edit", elem_id="ds-undo")
         bulk_report = gr.Markdown("")
         tags_plot = gr.Plot(label="Tag frequency")
+    with gr.Accordion("Statistics", open=False):
+        stats_btn = gr.Button("Refresh statistics", elem_id="ds-stats")
+        with gr.Row():
+            stat_sizes = gr.Plot(label="Native sprite sizes", elem_id="ds-stat-sizes")
+            stat_palette = gr.Plot(label="Palette sizes", elem_id="ds-stat-palette")
+        with gr.Row():
+            stat_words = gr.Plot(label="Caption lengths (words)", elem_id="ds-stat-words")
+            stat_tags = gr.Plot(label="Most used tags", elem_id="ds-stat-tags")
     with gr.Accordion("Export for training", open=False):
         with gr.Row():
             fmt = gr.Radio(["kohya", "diffusers"], value="kohya", label="Layout")
@@ -181,6 +189,10 @@ def build(studio: Studio) -> None:
         datasets.sync(studio, ds)
         return f"restored {n} caption(s)", tag_figure(ds)
 
+    def statistics(name):
+        figs = datasets.statistics_figures(_open(studio, name))
+        return figs["native_size"], figs["palette"], figs["caption_length"], figs["tags"]
+
     def export(name, fmt_, repeats_):
         ds = _open(studio, name)
         out = studio.settings.data_dir / "exports" / f"{ds.name}-{fmt_}"
@@ -209,6 +221,7 @@ def build(studio: Studio) -> None:
     auto_btn.click(auto, [ds_name, which, captioner, overwrite], [bulk_report, tags_plot], api_name="dataset_autocaption")
     undo_btn.click(undo, ds_name, [bulk_report, tags_plot], api_name="dataset_undo")
     export_btn.click(export, [ds_name, fmt, repeats], export_report, api_name="dataset_export")
+    stats_btn.click(statistics, ds_name, [stat_sizes, stat_palette, stat_words, stat_tags], api_name="dataset_stats")
 
 
 def tag_figure(ds: dset.Dataset):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import io
+import json
 import time
 import zipfile
 from pathlib import Path
@@ -340,3 +341,24 @@ def test_hostile_input_is_reported_and_nothing_escapes(tmp_path) -> None:
     assert all(p.split("/")[0] in ("images", "native") or "/" not in p for p in inside)
     reopened = Dataset.open(tmp_path / "sets", "hostile")
     assert sorted(r.source for r in reopened.records) == sources
+
+
+def test_statistics_over_the_api(live_studio, tmp_path) -> None:
+    from gradio_client import Client
+
+    from studio import datasets
+
+    ds = datasets.create(live_studio.studio, "pyxel_stats", trigger=TRIGGER)
+    for i, (_, a) in enumerate(SPRITES[:4]):
+        save(tmp_path / f"s{i}.png", upscaled(a, 4 + 4 * (i % 2)))
+    ds.import_folder(tmp_path)
+    auto_caption(ds, StructuredCaptioner())
+    c = Client(live_studio.url, verbose=False)
+    plots = c.predict("pyxel_stats", api_name="/dataset_stats")
+    assert len(plots) == 4
+    text = [json.dumps(p) for p in plots]
+    assert "16x16" in text[0] and "Native sprite sizes" in text[0]
+    assert "Palette sizes" in text[1] and "Caption lengths" in text[2]
+    assert TRIGGER in text[3] and "Most used caption tags" in text[3]
+    with pytest.raises(Exception, match="choose or create a dataset first"):  # noqa: B017 - AppError
+        c.predict("", api_name="/dataset_stats")
