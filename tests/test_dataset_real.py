@@ -362,3 +362,21 @@ def test_statistics_over_the_api(live_studio, tmp_path) -> None:
     assert TRIGGER in text[3] and "Most used caption tags" in text[3]
     with pytest.raises(Exception, match="choose or create a dataset first"):  # noqa: B017 - AppError
         c.predict("", api_name="/dataset_stats")
+
+
+def test_exact_upscale_reads_back_cropped_and_offset_real_sprites() -> None:
+    from training.dataset import detect_native, exact_upscale
+
+    for _, sprite in SPRITES:
+        for k, (dx, dy) in ((4, (1, 2)), (3, (0, 1)), (7, (5, 0))):
+            img = upscaled(sprite, k)[dy:, dx:]  # a crop that cuts the first cells
+            res = detect_native(img)
+            assert res.info.get("exact") and res.cell == (k, k)
+            assert np.array_equal(np.asarray(res.image), sprite)
+            assert res.info["phase"] == ((k - dx) % k, (k - dy) % k)
+    rng = np.random.default_rng(3)
+    noisy = upscaled(SPRITES[1][1], 4).astype(np.int16) + rng.integers(-3, 4, (64, 64, 4))
+    noisy[..., 3] = 255
+    assert exact_upscale(np.clip(noisy, 0, 255).astype(np.uint8)) is None  # noise: not exact, engine's job
+    assert exact_upscale(SPRITES[1][1]) is None  # native art is k = 1
+    assert exact_upscale(np.zeros((32, 32, 4), np.uint8)) is None  # one flat colour
