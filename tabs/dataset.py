@@ -51,6 +51,16 @@ def build(studio: Studio) -> None:
             with gr.Row():
                 prev_btn = gr.Button("◀ Previous [k]", elem_id="ds-prev")
                 next_btn = gr.Button("Next [j] ▶", elem_id="ds-next")
+    with gr.Accordion("Duplicates: compare side by side, keep one", open=False):
+        with gr.Row():
+            dup_group = gr.Dropdown([], label="Duplicate group", elem_id="ds-dup-group")
+            dup_find = gr.Button("Find duplicates", elem_id="ds-dup-find")
+        dup_images = gr.Gallery(columns=4, height=240, object_fit="contain", format="png", elem_classes=["pixelated"],
+                                label="Side by side (native sprites)")
+        with gr.Row():
+            dup_keep = gr.Dropdown([], label="Keep", elem_id="ds-dup-keep")
+            dup_apply = gr.Button("Keep it, exclude the others", elem_id="ds-dup-apply")
+        dup_report = gr.Markdown("")
     with gr.Accordion("Captions in bulk", open=False):
         with gr.Row():
             bulk_op = gr.Dropdown(["prepend", "append", "replace all", "find and replace", "ensure trigger first"],
@@ -221,6 +231,33 @@ def build(studio: Studio) -> None:
     auto_btn.click(auto, [ds_name, which, captioner, overwrite], [bulk_report, tags_plot], api_name="dataset_autocaption")
     undo_btn.click(undo, ds_name, [bulk_report, tags_plot], api_name="dataset_undo")
     export_btn.click(export, [ds_name, fmt, repeats], export_report, api_name="dataset_export")
+
+    def find_dups(name):
+        groups = _open(studio, name).duplicates()
+        labels = [f"{i + 1}: {g.kind}: {', '.join(g.files)}" for i, g in enumerate(groups)]
+        note = f"{len(groups)} duplicate group(s)" if groups else "No duplicates."
+        return gr.update(choices=labels, value=labels[0] if labels else None), note
+
+    def show_group(name, label):
+        if not label:
+            return [], gr.update(choices=[], value=None)
+        ds = _open(studio, name)
+        files = label.split(": ", 2)[2].split(", ")
+        return ([(str(ds.native_path(f)), f) for f in files], gr.update(choices=files, value=files[0]))
+
+    def keep_one(name, label, keep):
+        if not (label and keep):
+            raise gr.Error("choose a group and the image to keep")
+        ds = _open(studio, name)
+        others = [f for f in label.split(": ", 2)[2].split(", ") if f != keep]
+        for f in [keep, *others]:
+            _call(lambda f=f: ds.set_include(f, f == keep))
+        datasets.sync(studio, ds)
+        return f"Kept `{keep}`; excluded {', '.join(f'`{f}`' for f in others)}.", describe(ds)
+
+    dup_find.click(find_dups, ds_name, [dup_group, dup_report], api_name="dataset_duplicates")
+    dup_group.change(show_group, [ds_name, dup_group], [dup_images, dup_keep], api_name="dataset_duplicate_group")
+    dup_apply.click(keep_one, [ds_name, dup_group, dup_keep], [dup_report, summary], api_name="dataset_keep_one")
     stats_btn.click(statistics, ds_name, [stat_sizes, stat_palette, stat_words, stat_tags], api_name="dataset_stats")
 
 

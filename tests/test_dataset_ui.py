@@ -71,3 +71,24 @@ def test_dataset_tab_over_the_api(live_studio, tmp_path):
         c.predict("", files, "", api_name="/dataset_import")
     done = c.predict("knights", "diffusers", 10, api_name="/dataset_export")
     assert "2 image(s) written" in done
+
+
+def test_duplicates_side_by_side_keep_one(live_studio, tmp_path):
+    from gradio_client import Client, handle_file
+
+    c = Client(live_studio.url, verbose=False)
+    c.predict("twins", "tw", "sprite", api_name="/dataset_create")
+    a = sprite(tmp_path, "twin_a.png", 5, scale=8)
+    b = sprite(tmp_path, "twin_b.png", 5, scale=6)  # the same sprite at another scale: a near duplicate
+    other = sprite(tmp_path, "other.png", 99)
+    c.predict("twins", [handle_file(str(p)) for p in (a, b, other)], "", api_name="/dataset_import")
+    groups, note = c.predict("twins", api_name="/dataset_duplicates")
+    assert "1 duplicate group" in note
+    label = groups["value"] if isinstance(groups, dict) else groups
+    images, keep = c.predict("twins", label, api_name="/dataset_duplicate_group")
+    assert len(images) == 2
+    kept = keep["value"] if isinstance(keep, dict) else keep
+    report, summary = c.predict("twins", label, kept, api_name="/dataset_keep_one")
+    assert "excluded" in report and "2 included" in summary
+    rows = live_studio.studio.store.query("SELECT file, include FROM dataset_images WHERE dataset = 'twins'")
+    assert sum(r["include"] for r in rows) == 2 and {r["file"]: r["include"] for r in rows}[kept]
