@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipelines.pixel.synth import make_sprite  # noqa: E402
+from tests.pixel_synth import make_sprite  # noqa: E402
 from training.captioning import (  # noqa: E402
     Captioner,
     CaptionerError,

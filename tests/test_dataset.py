@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 from training.dataset import (
     SDXL_BUCKETS,
     Dataset,

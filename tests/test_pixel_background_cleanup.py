@@ -8,7 +8,7 @@ import pytest
 from pipelines.pixel import PixelParams, pixelate
 from pipelines.pixel.background import detect_background, handle_background, remove_background
 from pipelines.pixel.cleanup import add_outline, crop_to_content, pad_to_canvas, remove_strays
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 
 
 def _ring_sprite() -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipelines.pixel import PixelParams, pixelate, pixelate_folder, upscale_nearest
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 
 DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "pixel-dev"
 

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.pixel import PixelParams, pixelate
 from pipelines.pixel.grid import detect_grid, is_native
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 
 
 def _match(out: np.ndarray, truth: np.ndarray, tol: int = 0) -> float:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipelines.pixel import PixelImageError, PixelParams, load_frames, load_rgba, pixelate, pixelate_file
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 
 
 def _png_header_only(path: Path, w: int, h: int) -> None:

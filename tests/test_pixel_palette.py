@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.pixel import PixelParams, apply_palette, build_palette, load_palette, pixelate, shared_palette
 from pipelines.pixel.palette import NAMED_PALETTES, palette_names
-from pipelines.pixel.synth import make_sprite, render
+from tests.pixel_synth import make_sprite, render
 
 
 def test_named_palettes_have_the_published_values() -> None:
