@@ -33,7 +33,7 @@ from pipelines.pixel import (
     upscale_nearest,
 )
 from pipelines.sprite import StepFn, render
-from studio.params import MAX_SIDE, GenerateParams
+from studio.params import MAX_SIDE, GenerateParams, checked_fields
 
 STRATEGIES = ("strip", "img2img")
 # per-frame pose phrases; cycles loop, one-shot animations run from first to last phrase
@@ -109,10 +109,7 @@ class SheetSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SheetSpec:
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown sheet parameter(s): {', '.join(sorted(unknown))}")
-        d = dict(data)
+        d = checked_fields(cls, data, "sheet parameter")
         if isinstance(d.get("frame_size"), list):
             d["frame_size"] = tuple(d["frame_size"])
         return cls(**d)

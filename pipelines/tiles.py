@@ -31,7 +31,7 @@ from pipelines.pixel import PixelParams, apply_palette, load_palette, palette_fr
 from pipelines.pixel.color import oklab_distance, rgb_to_oklab
 from pipelines.pixel.grid import AxisGrid, Grid, detect_grid, sample_cells
 from pipelines.sprite import StepFn, render
-from studio.params import GenerateParams
+from studio.params import GenerateParams, checked_fields
 
 SEAM_TOLERANCE = 1.0  # the spec: the wrap step may be no larger than the typical interior step
 _MISSING = object()
@@ -125,10 +125,7 @@ class TileSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TileSpec:
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown tile parameter(s): {', '.join(sorted(unknown))}")
-        d = dict(data)
+        d = checked_fields(cls, data, "tile parameter")
         if isinstance(d.get("tile_size"), list):
             d["tile_size"] = tuple(d["tile_size"])
         return cls(**d)

@@ -45,6 +45,15 @@ class LoraRef:
             raise ParamsError(f"bad LoRA {text!r}: use NAME or NAME:WEIGHT") from exc
 
 
+def checked_fields(cls, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """A copy of `data` that refuses keys which are not fields of the dataclass `cls`: a typo in a TOML file,
+    a JSON payload or an MCP call fails with its name instead of being silently ignored."""
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ParamsError(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+    return dict(data)
+
+
 def new_seed() -> int:
     return random.SystemRandom().randrange(0, 2**32 - 1)
 
@@ -109,11 +118,7 @@ class GenerateParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-        d = dict(data)
+        d = checked_fields(cls, data, "parameter")
         d["loras"] = tuple(
             LoraRef(**x) if isinstance(x, dict) else LoraRef.parse(x) if isinstance(x, str) else LoraRef(*x)
             for x in d.get("loras") or ()

@@ -151,10 +151,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        from studio.params import checked_fields
+
+        data = checked_fields(cls, data, "training setting")
         missing = {"base_model", "dataset_dir", "output_name"} - set(data)
         if missing:
             raise ValueError(f"missing training setting(s): {', '.join(sorted(missing))}")
