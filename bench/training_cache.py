@@ -1,14 +1,16 @@
 """Benchmark: LoRA training steps with cached latents + text embeddings vs encoding every step.
 
-    .venv/bin/python bench/training_cache.py [--steps 40] [--warmup 3] [--size 64] [--batch 1] [--model PATH]
+    .venv/bin/python bench/training_cache.py [--steps 40] [--warmup 3] [--size PX] [--batch 1] [--model PATH]
 
 The runner encodes each image (VAE) and caption (both CLIP encoders) once before the loop;
 `cache_latents=False` runs the VAE and text encoders on every step instead. Each mode runs in a fresh
 child process so its memory figure is its own (process RSS on CPU, peak CUDA allocation on a GPU); the
 speed ratio comes from a third process that alternates one step of each, so a busy neighbour slows both
-alike. Goal: cached >= 1.5x steps/s. The most caching can give is (encode + step) / step: on the tiny demo
-model (default; CPU, float32, one thread) the UNet's forward + backward dominates the step, so the ratio
-here says little about a real SDXL at 1024 px; pass --model and --size to measure one.
+alike. Goal: cached >= 1.5x steps/s. The most caching can give is (encode + step) / step. Images are the
+model's native size unless --size says otherwise (128 px for the tiny demo model, 1024 for SDXL), as the
+presets train at native size. The tiny demo model (default; CPU, float32, one thread) is shaped like SDXL
+where cost is concerned (VAE at full resolution, UNet on 1/8 latents), but its proportions are not SDXL's:
+pass --model to measure a real one.
 Results: bench/results/training_cache.json.
 """
 
@@ -43,6 +45,13 @@ def make_dataset(folder: Path, size: int, n: int = 4) -> list:
         cells = rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8)
         images.append(Image.fromarray(np.kron(cells, np.ones((8, 8, 1), dtype=np.uint8))))
     return images
+
+
+def native_size(model: Path) -> int:
+    """The image side the base was trained at: UNet sample size x the VAE's downsampling."""
+    unet = json.loads((model / "unet" / "config.json").read_text(encoding="utf-8"))
+    vae = json.loads((model / "vae" / "config.json").read_text(encoding="utf-8"))
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
 
 
 def worker(args) -> dict:
@@ -119,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, help="image side in px (default: the model's native size)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", type=Path, help="a diffusers SDXL folder (default: the tiny demo model)")
@@ -132,6 +141,8 @@ def main() -> None:
         from studio.demo import ensure_demo_model
 
         args.model = ensure_demo_model(Path(tempfile.gettempdir()) / "dgxp-bench-demo-tiny")
+    if args.size is None:
+        args.size = native_size(Path(args.model))
     results = {}
     for mode in ("cached", "uncached", "interleaved"):
         cmd = [sys.executable, __file__, "--mode", mode, "--model", str(args.model),

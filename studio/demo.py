@@ -3,17 +3,23 @@
 It exists so the studio runs end to end on a box with no SDXL weights (and so tests exercise the real
 diffusers classes instead of mocks). Its images are noise. The build is deterministic: the same code on any
 machine gives the same weights, so the same seed gives the same picture.
+
+It is shaped like SDXL where that decides where the time goes: the VAE has four levels, so latents are 1/8 of
+the image side as in SDXL (the UNet works on 16x16 latents at the native 128 px, the VAE on all the pixels),
+and the text encoders differ in width. Version 1 had a two-level VAE (latents at 1/2), which made the UNet
+dominate every cost and rendered 128 px 13x slower.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 TINY_UNET = dict(
     block_out_channels=(32, 64),
     layers_per_block=2,
-    sample_size=32,
+    sample_size=16,  # latents; x8 (the VAE) = 128 px native
     in_channels=4,
     out_channels=4,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -28,11 +34,11 @@ TINY_UNET = dict(
     norm_num_groups=32,
 )
 TINY_VAE = dict(
-    block_out_channels=[32, 64],
+    block_out_channels=[32, 32, 64, 64],  # four levels, three 2x down/up steps: latents at 1/8, as in SDXL
     in_channels=3,
     out_channels=3,
-    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
     latent_channels=4,
     sample_size=128,
 )
@@ -119,20 +125,33 @@ def build_tiny_pipeline(seed: int = 0):
     )
 
 
+DEMO_VERSION = 2
+
+
+def _is_outdated_demo(folder: Path) -> bool:
+    """A demo this code built in an earlier version (its DEMO.json says so); anything else is left alone."""
+    try:
+        info = json.loads((folder / "DEMO.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("demo") is True and info.get("version", 1) != DEMO_VERSION
+
+
 def ensure_demo_model(folder: Path) -> Path:
-    """Build and save the demo model once; later starts load it from disk like any other checkpoint."""
-    marker = folder / "model_index.json"
-    if marker.is_file():
-        return folder
+    """Build and save the demo model once; later starts load it from disk like any other checkpoint.
+
+    A demo folder from an older version of this code is rebuilt; a folder without our DEMO.json marker is
+    somebody's model and is never touched."""
+    if (folder / "model_index.json").is_file():
+        if not _is_outdated_demo(folder):
+            return folder
+        shutil.rmtree(folder)
     tmp = folder.with_name(folder.name + ".partial")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     pipe = build_tiny_pipeline()
     pipe.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "DEMO.json").write_text(
-        json.dumps({"demo": True, "note": "random weights: output is noise"}, indent=2), encoding="utf-8"
-    )
+    info = {"demo": True, "version": DEMO_VERSION, "note": "random weights: output is noise"}
+    (tmp / "DEMO.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     tmp.replace(folder)  # a half-written model is never mistaken for a good one
     return folder

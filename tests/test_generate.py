@@ -68,10 +68,12 @@ def test_png_metadata_round_trips_to_same_params(studio):
         assert params == res.params and seed == im.seed
         meta = read_metadata(im.path)
         assert f"Seed: {im.seed}" in meta["parameters"] and "Negative prompt: blurry" in meta["parameters"]
-    # regenerating from the metadata gives the same picture
+    # regenerating from the metadata gives the same picture: alone instead of second in a batch of two, the
+    # float sums run in another order, so a handful of pixels may round to the neighbouring level
     params, seed = params_from_png(res.images[1].path)
     again = studio.generate(GenerateParams.from_dict({**params.to_dict(), "seed": seed, "count": 1}))
-    assert np.array_equal(pixels(again.images[0].raw_path), pixels(res.images[1].raw_path))
+    a, b = (pixels(r.raw_path).astype(int) for r in (again.images[0], res.images[1]))
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.001
 
 
 def test_sprites_are_native_rgba_pngs(studio):
@@ -81,7 +83,7 @@ def test_sprites_are_native_rgba_pngs(studio):
         assert im.size == (res.images[0].width, res.images[0].height)
         assert set(np.unique(np.asarray(im)[..., 3])) <= {0, 255}
     with Image.open(res.images[0].raw_path) as raw:
-        assert raw.size == (res.params.width, res.params.height) == (64, 64)
+        assert raw.size == (res.params.width, res.params.height) == (128, 128)  # the demo model's native size
 
 
 def test_lora_changes_output_and_switching_back_restores_base(studio, lora_files):

@@ -62,30 +62,34 @@ def from_noise(pipe, noise: torch.Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- seamless()
 def test_circular_padding_makes_the_render_periodic(pipe):
-    noise = torch.randn((1, 4, 32, 32), generator=torch.Generator().manual_seed(3))
-    rolled = torch.roll(noise, (4, 6), (2, 3))  # even latent shifts: the stride-2 convs keep their phase
+    f = pipe.vae_scale_factor  # image px per latent px (8, as in SDXL)
+    noise = torch.randn((1, 4, 64 // f, 64 // f), generator=torch.Generator().manual_seed(3))
+    dy, dx = 2, 4  # even latent shifts: the UNet's stride-2 conv keeps its phase
+    rolled = torch.roll(noise, (dy, dx), (2, 3))
     with seamless(pipe) as n:
         a, b = from_noise(pipe, noise), from_noise(pipe, rolled)
     assert n > 40
-    assert np.abs(np.roll(a, (8, 12), (0, 1)) - b).max() < 1e-4  # the picture rolled with the noise
+    assert np.abs(np.roll(a, (dy * f, dx * f), (0, 1)) - b).max() < 1e-4  # the picture rolled with the noise
     plain_a, plain_b = from_noise(pipe, noise), from_noise(pipe, rolled)
-    assert np.abs(np.roll(plain_a, (8, 12), (0, 1)) - plain_b).max() > 0.2  # zero padding: edges differ
+    assert np.abs(np.roll(plain_a, (dy * f, dx * f), (0, 1)) - plain_b).max() > 0.2  # zero padding: edges differ
 
     # the tile lattice closes on itself: rolling the render by whole cells rolls the tile by those cells
     to_img = [Image.fromarray(np.round(x * 255).astype(np.uint8)) for x in (a, b)]
     ta, tb = (periodic_cells(im, (16, 16), align=False) for im in to_img)
     assert ta.shape == (16, 16, 4)
-    assert np.abs(np.roll(ta, (2, 3), (0, 1)).astype(int) - tb).max() <= 1  # 4 px cells; 1 level of rounding
+    cells = (dy * f // 4, dx * f // 4)  # 4 px cells
+    assert np.abs(np.roll(ta, cells, (0, 1)).astype(int) - tb).max() <= 1  # 1 level of rounding
 
 
 def test_one_axis_wraps_only_that_axis(pipe):
-    noise = torch.randn((1, 4, 32, 32), generator=torch.Generator().manual_seed(4))
+    f = pipe.vae_scale_factor
+    noise = torch.randn((1, 4, 64 // f, 64 // f), generator=torch.Generator().manual_seed(4))
     with seamless(pipe, "x"):
         a = from_noise(pipe, noise)
-        bx = from_noise(pipe, torch.roll(noise, 6, 3))
-        by = from_noise(pipe, torch.roll(noise, 6, 2))
-    assert np.abs(np.roll(a, 12, 1) - bx).max() < 1e-4
-    assert np.abs(np.roll(a, 12, 0) - by).max() > 0.2
+        bx = from_noise(pipe, torch.roll(noise, 2, 3))
+        by = from_noise(pipe, torch.roll(noise, 2, 2))
+    assert np.abs(np.roll(a, 2 * f, 1) - bx).max() < 1e-4
+    assert np.abs(np.roll(a, 2 * f, 0) - by).max() > 0.2
     with pytest.raises(ValueError, match="axes"), seamless(pipe, "z"):
         pass
 
