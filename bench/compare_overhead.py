@@ -39,7 +39,7 @@ def main() -> None:
     from studio.demo import ensure_demo_model
     from studio.params import GenerateParams, LoraRef
     from studio.settings import Settings
-    from training.lora import LoraTrainConfig, save_unet_lora, train_unet_lora
+    from training.lora import LoraTrainConfig, save_lora, train_lora
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="dgxp-compare-bench-"))
@@ -47,8 +47,8 @@ def main() -> None:
     trainer = StableDiffusionXLPipeline.from_pretrained(demo)
     cfg = LoraTrainConfig(rank=8, alpha=8, learning_rate=1e-3, steps=2)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    train_unet_lora(trainer, [img], ["slm"], cfg)
-    save_unet_lora(trainer, work / "models" / "loras" / "style.safetensors", cfg)
+    train_lora(trainer, [img], ["slm"], cfg)
+    save_lora(trainer, work / "models" / "loras" / "style.safetensors", cfg)
     del trainer
 
     with Studio(Settings(data_dir=work / "data", models_dir=work / "models")) as studio:

@@ -72,7 +72,7 @@ def main() -> None:
     from studio.demo import ensure_demo_model
     from studio.params import GenerateParams, LoraRef
     from studio.settings import Settings
-    from training.lora import LoraTrainConfig, save_unet_lora, train_unet_lora
+    from training.lora import LoraTrainConfig, save_lora, train_lora
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="dgxp-bench-"))
@@ -90,8 +90,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))]
     cfg = LoraTrainConfig(rank=8, alpha=8, learning_rate=1e-3, steps=2)
-    train_unet_lora(trainer, imgs, ["slm"], cfg)
-    lora_path = save_unet_lora(trainer, models / "loras" / "bench.safetensors", cfg)
+    train_lora(trainer, imgs, ["slm"], cfg)
+    lora_path = save_lora(trainer, models / "loras" / "bench.safetensors", cfg)
     del trainer
 
     results: dict = {"steps": args.steps, "size": args.size, "repeats": args.repeats, "threads": args.threads,

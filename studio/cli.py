@@ -395,7 +395,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 if not args.dataset:
                     raise ValueError("train needs --dataset NAME (or --resume RUN)")
-                overrides = {k: getattr(args, k) for k in ("steps", "rank", "resolution", "learning_rate")}
+                overrides = {k: getattr(args, k) for k in ("steps", "rank", "resolution", "learning_rate")
+                             if getattr(args, k) is not None}
+                for item in args.set or []:
+                    key, sep, value = item.partition("=")
+                    if not sep:
+                        raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+                    overrides[key.strip()] = runner.coerce_setting(key.strip(), value)
                 handle = training_runs.start(studio, args.dataset, args.preset, args.model, args.name, **overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -542,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int)
     p.add_argument("--resolution", type=int)
     p.add_argument("--learning-rate", type=float)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other preset setting, e.g. --set train_text_encoder=true --set min_snr_gamma=off")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -50,7 +50,7 @@ def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | N
         output_name=output_name or f"{ds.name}-lora",
         trigger_word=ds.meta.trigger,
         export_dir=str(studio.settings.loras_dir.resolve()),
-        **{k: v for k, v in overrides.items() if v is not None},
+        **overrides,  # None clears an optional setting (min_snr_gamma=None: off)
     )
     report = prepare(ds, prepared)
     if not report.items:

@@ -6,6 +6,8 @@ selected run's loss/lr plot, samples and log every few seconds.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
@@ -14,6 +16,49 @@ from plotly.subplots import make_subplots
 from studio import datasets, training_runs
 from studio.core import Studio
 from training import runner
+
+# (TrainConfig field, label, kind): int/float numbers, "float?" may be blank (off), bool, or a tuple of choices
+MAIN_FIELDS = [("rank", "Rank", int), ("alpha", "Alpha", float), ("learning_rate", "Learning rate", float),
+               ("steps", "Steps", int), ("batch_size", "Batch", int), ("resolution", "Resolution", int),
+               ("sample_every", "Sample every", int), ("checkpoint_every", "Checkpoint every", int)]
+ADVANCED_FIELDS = [
+    ("lr_scheduler", "LR schedule", ("constant", "cosine")), ("warmup_steps", "Warmup steps", int),
+    ("optimizer", "Optimizer", ("adamw", "adamw8bit")), ("mixed_precision", "Mixed precision", ("no", "bf16")),
+    ("caption_dropout", "Caption dropout", float), ("min_snr_gamma", "Min-SNR gamma", "float?"),
+    ("noise_offset", "Noise offset", float), ("max_grad_norm", "Max grad norm", "float?"),
+    ("gradient_checkpointing", "Gradient checkpointing", bool), ("cache_latents", "Cache latents", bool),
+    ("train_text_encoder", "Train text encoders", bool), ("text_encoder_lr", "Text encoder LR", "float?"),
+    ("seed", "Seed", int), ("sample_steps", "Sample steps", int), ("keep_checkpoints", "Keep checkpoints", int),
+]
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(runner.TrainConfig)
+                   if f.default is not dataclasses.MISSING}
+
+
+def _advanced_input(key: str, label: str, kind):
+    if kind is bool:
+        return gr.Checkbox(label=label, elem_id=f"tr-{key}")
+    if isinstance(kind, tuple):
+        return gr.Dropdown(list(kind), label=label, elem_id=f"tr-{key}")
+    return gr.Number(label=label + (" (blank = off)" if kind == "float?" else ""),
+                     precision=0 if kind is int else None, elem_id=f"tr-{key}")
+
+
+def form_overrides(specs: list, values: tuple) -> dict:
+    """The form's values as TrainConfig overrides: a blank number keeps the preset's value, except where
+    blank means off (min-SNR, clipping, a separate text-encoder lr)."""
+    out = {}
+    for (key, _, kind), v in zip(specs, values, strict=True):
+        if v is None or v == "":
+            if kind == "float?":
+                out[key] = None
+            continue
+        if kind is int:
+            out[key] = int(v)
+        elif kind in (float, "float?"):
+            out[key] = float(v)
+        else:  # checkbox (bool) or dropdown (str)
+            out[key] = v
+    return out
 
 
 def build(studio: Studio) -> None:
@@ -26,14 +71,13 @@ def build(studio: Studio) -> None:
                              elem_id="tr-preset")
         name = gr.Textbox(label="LoRA name (blank = <dataset>-lora)", elem_id="tr-name")
     with gr.Row():
-        rank = gr.Number(label="Rank", precision=0)
-        alpha = gr.Number(label="Alpha")
-        lr = gr.Number(label="Learning rate")
-        steps = gr.Number(label="Steps", precision=0, elem_id="tr-steps")
-        batch = gr.Number(label="Batch", precision=0)
-        resolution = gr.Number(label="Resolution", precision=0, elem_id="tr-resolution")
-        sample_every = gr.Number(label="Sample every", precision=0)
-        checkpoint_every = gr.Number(label="Checkpoint every", precision=0)
+        main = {key: gr.Number(label=label, precision=0 if kind is int else None, elem_id=f"tr-{key}")
+                for key, label, kind in MAIN_FIELDS}
+    with gr.Accordion("Advanced settings (filled from the preset; blank optional fields are off)", open=False):
+        with gr.Row():
+            advanced = {key: _advanced_input(key, label, kind) for key, label, kind in ADVANCED_FIELDS[:8]}
+        with gr.Row():
+            advanced |= {key: _advanced_input(key, label, kind) for key, label, kind in ADVANCED_FIELDS[8:]}
     start = gr.Button("Start training", variant="primary", elem_id="tr-start")
     with gr.Row():
         run_id = gr.Dropdown([r["run_id"] for r in training_runs.runs(studio)], label="Run", allow_custom_value=True,
@@ -49,22 +93,21 @@ def build(studio: Studio) -> None:
     log = gr.Textbox(label="Last log lines", lines=8, interactive=False)
     timer = gr.Timer(3.0)
 
-    fields = [rank, alpha, lr, steps, batch, resolution, sample_every, checkpoint_every]
-    keys = ["rank", "alpha", "learning_rate", "steps", "batch_size", "resolution", "sample_every", "checkpoint_every"]
+    specs = MAIN_FIELDS + ADVANCED_FIELDS
+    fields = [*main.values(), *advanced.values()]
 
     def fill(preset_name):
         try:
-            values = runner.load_preset(preset_name)
+            values = {**CONFIG_DEFAULTS, **runner.load_preset(preset_name)}
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        return [values.get(k) for k in keys]
+        return [values.get(key) for key, _, _ in specs]
 
     preset.change(fill, preset, fields, api_name="train_preset")
 
-    def start_run(ds, model_, preset_, name_, *numbers):
-        overrides = {k: (int(v) if k not in ("alpha", "learning_rate") else float(v))
-                     for k, v in zip(keys, numbers, strict=True) if v not in (None, "")}
+    def start_run(ds, model_, preset_, name_, *values):
         try:
+            overrides = form_overrides(specs, values)
             h = training_runs.start(studio, ds or "", preset_ or "balanced", model_ or None, name_ or None,
                                     **overrides)
         except (ValueError, OSError) as exc:

@@ -63,8 +63,8 @@ def studio(settings):
 
 @pytest.fixture(scope="session")
 def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
-    """A LoRA trained for a few real steps on the tiny model, in diffusers and kohya form, plus one made for a
-    differently shaped UNet (as an SD1.5 LoRA is for SDXL)."""
+    """LoRAs trained for a few real steps on the tiny model, in diffusers and kohya form (UNet only, and UNet +
+    both text encoders), plus one made for a differently shaped UNet (as an SD1.5 LoRA is for SDXL)."""
     import numpy as np
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from peft import LoraConfig
@@ -72,7 +72,7 @@ def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
     from PIL import Image
 
     from studio.demo import TINY_UNET
-    from training.lora import LoraTrainConfig, save_unet_lora, train_unet_lora
+    from training.lora import LoraTrainConfig, save_lora, train_lora
     from training.lora_formats import save_kohya
 
     out = tmp_path_factory.mktemp("loras")
@@ -80,9 +80,15 @@ def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
     cfg = LoraTrainConfig(rank=4, alpha=8, learning_rate=1e-2, steps=4)
-    train_unet_lora(pipe, images, ["slm red slime", "slm blue slime"], cfg)
-    diffusers_file = save_unet_lora(pipe, out / "slime.safetensors", cfg, {"dgxp.trigger_word": "slm"})
+    train_lora(pipe, images, ["slm red slime", "slm blue slime"], cfg)
+    diffusers_file = save_lora(pipe, out / "slime.safetensors", cfg, {"dgxp.trigger_word": "slm"})
     kohya_file = save_kohya(diffusers_file, out / "slime_kohya.safetensors", pipe.unet.config)
+    # one with both CLIP encoders trained too, as many community LoRAs are
+    pipe = StableDiffusionXLPipeline.from_pretrained(demo_model)
+    te_cfg = LoraTrainConfig(rank=4, alpha=4, learning_rate=1e-2, steps=4, train_text_encoder=True)
+    train_lora(pipe, images, ["kni knight", "kni archer"], te_cfg)
+    te_file = save_lora(pipe, out / "knight_te.safetensors", te_cfg)
+    te_kohya = save_kohya(te_file, out / "knight_te_kohya.safetensors", pipe.unet.config)
 
     other = UNet2DConditionModel(**{**TINY_UNET, "cross_attention_dim": 64})
     other.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_k", "to_v"]))
@@ -92,7 +98,8 @@ def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
         str(out), weight_name="other_arch.safetensors",
         unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(other)),
     )
-    return {"slime": diffusers_file, "slime_kohya": kohya_file, "other_arch": out / "other_arch.safetensors"}
+    return {"slime": diffusers_file, "slime_kohya": kohya_file, "other_arch": out / "other_arch.safetensors",
+            "knight_te": te_file, "knight_te_kohya": te_kohya}
 
 
 def free_port() -> int:

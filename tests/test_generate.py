@@ -103,6 +103,22 @@ def test_lora_changes_output_and_switching_back_restores_base(studio, lora_files
     assert {lo["name"]: lo["trigger_words"] for lo in studio.loras()}["slime"] == ["slm"]
 
 
+def test_text_encoder_loras_mix_with_unet_only_ones_and_switch_off_cleanly(studio, lora_files):
+    """A LoRA with text-encoder parts (diffusers and kohya form) next to a UNet-only one: each alone, both
+    together, and back to the base, all on one resident pipeline."""
+    for name in ("slime", "knight_te", "knight_te_kohya"):
+        shutil.copy(lora_files[name], studio.settings.loras_dir / f"{name}.safetensors")
+    img = lambda *loras: pixels(studio.generate(quick(seed=31, loras=loras)).images[0].raw_path).astype(int)  # noqa: E731
+    base = img()
+    knight = img(LoraRef("knight_te", 1.0))
+    assert np.abs(knight - base).max() > 2
+    assert np.abs(img(LoraRef("knight_te_kohya", 1.0)) - knight).max() <= 1  # lora_te1_/lora_te2_ names load
+    both = img(LoraRef("knight_te", 1.0), LoraRef("slime", 1.0))
+    assert np.abs(both - knight).max() > 2 and np.abs(both - img(LoraRef("slime", 1.0))).max() > 2
+    assert np.array_equal(img(), base)  # the text encoders' adapters are off again too
+    assert studio.manager.loads == 1
+
+
 def test_lora_weight_zero_equals_base(studio, lora_files):
     shutil.copy(lora_files["slime"], studio.settings.loras_dir / "slime.safetensors")
     base = studio.generate(quick(seed=21))

@@ -155,3 +155,37 @@ def test_uncached_training_encodes_every_step_and_learns_the_same_thing():
         pe, _, pooled, _ = pipe.encode_prompt("pixel knight", device="cpu", do_classifier_free_guidance=False)
     assert torch.allclose(calls.calls[0]["hidden"], pe) and torch.allclose(calls.calls[1]["added"]["text_embeds"],
                                                                            pooled)
+
+
+def test_text_encoder_lora_trains_and_resumes_exactly():
+    """train_text_encoder: both CLIP encoders get an adapter that learns (their output moves), the checkpoint
+    state holds all three parts, and a trainer restored from it continues with the uninterrupted losses."""
+    cfg = LoraTrainConfig(steps=6, seed=7, learning_rate=1e-2, text_encoder_lr=5e-3, train_text_encoder=True)
+    images, captions = sprites(2), ["pixel knight", "pixel slime"]
+
+    def trainer():
+        return LoraTrainer(tiny_pipe(), images, captions, cfg, log=lambda _m: None)
+
+    full = trainer()
+    with torch.no_grad():
+        before = full.pipe.encode_prompt("pixel knight", device="cpu", do_classifier_free_guidance=False)[0]
+    assert [g["lr"] for g in full.optimizer.param_groups] == [1e-2, 5e-3]
+    losses = [full.train_step() for _ in range(4)]
+    with torch.no_grad():
+        after = full.pipe.encode_prompt("pixel knight", device="cpu", do_classifier_free_guidance=False)[0]
+    assert (after - before).abs().max() > 1e-4  # the text encoders' LoRA learned something
+    state = full.lora_state()
+    parts = {k.split(".")[0] if k.startswith("text_encoder") else "unet" for k in state}
+    assert parts == {"unet", "text_encoder", "text_encoder_2"}
+
+    half = trainer()
+    half.train_step(), half.train_step()
+    saved_lora, saved_state = half.lora_state(), half.state_dict()
+    resumed = trainer()
+    resumed.load_lora_state(saved_lora)
+    resumed.load_state_dict(saved_state)
+    assert [resumed.train_step() for _ in range(2)] == pytest.approx(losses[2:], rel=1e-6)
+
+    unet_only = LoraTrainer(tiny_pipe(), images, captions, LoraTrainConfig(steps=2), log=lambda _m: None)
+    with pytest.raises(ValueError, match="text-encoder"):  # a checkpoint from another kind of run
+        unet_only.load_lora_state(saved_lora)

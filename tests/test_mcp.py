@@ -44,7 +44,7 @@ def test_tools_resources_and_prompts_are_listed(mcp_studio):
         async with Client(mcp_studio.url + "mcp/") as c:
             tools = {t.name: t for t in await c.list_tools()}
             resources = [str(r.uri) for r in await c.list_resources()]
-            templates = [t.uriTemplate for t in await c.list_resource_templates()]
+            templates = [t.uri_template for t in await c.list_resource_templates()]
             prompts = [p.name for p in await c.list_prompts()]
             return tools, resources, templates, prompts
 
@@ -52,7 +52,7 @@ def test_tools_resources_and_prompts_are_listed(mcp_studio):
     for name in ("generate_sprite", "pixelate_image", "deploy_to_bevy", "list_models", "list_loras", "get_job",
                  "cancel_job", "search_history"):
         assert name in tools
-    schema = tools["generate_sprite"].inputSchema["properties"]
+    schema = tools["generate_sprite"].input_schema["properties"]
     assert schema["size"]["default"] == "32x32" and "description" in schema["prompt"]
     assert "studio://models" in resources and "studio://history/{job_id}" in templates
     assert "make_a_game_sprite" in prompts
@@ -75,7 +75,7 @@ def test_generate_sprite_returns_png_and_lands_in_history(mcp_studio, tmp_path):
     info = res.structured_content
     assert [im["seed"] for im in info["images"]] == [8, 9]
     images = [b for b in res.content if b.type == "image"]
-    assert len(images) == 2 and images[0].mimeType == "image/png"
+    assert len(images) == 2 and images[0].mime_type == "image/png"
     png = tmp_path / "from-mcp.png"
     png.write_bytes(base64.b64decode(images[0].data))
     with Image.open(png) as im:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -80,15 +81,25 @@ def test_train_tab_over_the_api(live_studio, tmp_path):
 
     make_dataset(live_studio.studio, tmp_path, "apiblobs")
     c = Client(live_studio.url, verbose=False)
+    from tabs.train import ADVANCED_FIELDS, MAIN_FIELDS
+
     preset = c.predict("fast", api_name="/train_preset")
-    assert preset[0] and preset[3]  # rank and steps filled from the preset
-    run = c.predict("apiblobs", "demo-tiny", "fast", "api-lora", 4, 4.0, 1e-3, 4, 1, 64, 2, 2,
-                    api_name="/train_start")
+    keys = [k for k, _, _ in MAIN_FIELDS + ADVANCED_FIELDS]
+    filled = dict(zip(keys, preset, strict=True))  # every preset field is in the form, filled from the preset
+    assert filled["rank"] == 16 and filled["steps"] == 800 and filled["min_snr_gamma"] == 5.0
+    assert filled["optimizer"] == "adamw8bit" and filled["gradient_checkpointing"] is True
+    assert filled["train_text_encoder"] is False and filled["text_encoder_lr"] is None
+    form = {**filled, "rank": 4, "alpha": 4.0, "learning_rate": 1e-3, "steps": 4, "batch_size": 1,
+            "resolution": 64, "sample_every": 2, "checkpoint_every": 2, "min_snr_gamma": None,
+            "train_text_encoder": True, "sample_steps": 2}
+    run = c.predict("apiblobs", "demo-tiny", "fast", "api-lora", *form.values(), api_name="/train_start")
     run = run["value"]  # the run picker is updated with the new run selected
     h = training_runs.handle(live_studio.studio, run)
     assert wait_done(h)["state"] == "done"
     status, _curve, shots, log = c.predict(run, api_name="/train_status")
     assert "done" in status and "step 4/4" in status and shots
+    used = json.loads((h.run_dir / "config.json").read_text())  # the advanced fields reached the run
+    assert used["train_text_encoder"] is True and used["min_snr_gamma"] is None and used["sample_steps"] == 2
 
 
 def test_train_command_and_resume_refusal(studio, tmp_path, capsys):
@@ -98,13 +109,20 @@ def test_train_command_and_resume_refusal(studio, tmp_path, capsys):
     studio.close()
     cfg = tmp_path / "studio.toml"
     cfg.write_text(f'data_dir = "{studio.settings.data_dir}"\nmodels_dir = "{studio.settings.models_dir}"\n')
+    assert main(["--config", str(cfg), "train", "--dataset", "cliblobs", "--set", "rnak=4"]) == 2
+    assert "unknown training setting 'rnak'" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "train", "--dataset", "cliblobs", "--set", "warmup_steps=soon"]) == 2
+    assert "warmup_steps must be int" in capsys.readouterr().err
     code = main(["--config", str(cfg), "train", "--dataset", "cliblobs", "--preset", "fast", "--steps", "3",
-                 "--resolution", "64", "--rank", "4", "--quiet"])
+                 "--resolution", "64", "--rank", "4", "--quiet", "--set", "train_text_encoder=true",
+                 "--set", "min_snr_gamma=off", "--set", "lr_scheduler=cosine"])
     assert code == 0
     run_dir = capsys.readouterr().out.strip().splitlines()[-1]
     from pathlib import Path
 
     assert '"state": "done"' in Path(run_dir, "status.json").read_text().replace("'", '"')
+    used = json.loads(Path(run_dir, "config.json").read_text())
+    assert used["train_text_encoder"] is True and used["min_snr_gamma"] is None and used["lr_scheduler"] == "cosine"
     code = main(["--config", str(cfg), "train", "--resume", run_dir.rsplit("/", 1)[-1]])
     assert code == 2 and "already finished" in capsys.readouterr().err
     assert main(["--config", str(cfg), "train"]) == 2

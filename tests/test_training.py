@@ -137,6 +137,37 @@ def test_exported_lora_reloads_from_both_formats(reference, demo_model):
         assert np.abs(_render(fresh) - trained).max() < 1e-4, name
 
 
+def test_text_encoder_lora_exports_and_reloads_from_both_formats(demo_model, dataset, tmp_path):
+    """train_text_encoder: the exported files carry UNet + both CLIP encoders, the kohya file under the names
+    ComfyUI/A1111 use (lora_te1_text_model_…, lora_te2_…), and both reload to the trained model's image."""
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors import safe_open
+
+    cfg = _cfg(demo_model, dataset, output_name="te", steps=6, sample_every=0, checkpoint_every=0,
+               train_text_encoder=True, text_encoder_lr=1e-2, export_dir=tmp_path / "loras")
+    result = run_training(prepare_run(cfg, tmp_path / "runs"))
+    assert result.status["state"] == "done"
+    result.pipe.unet.eval()
+    trained = _render(result.pipe)
+    with safe_open(str(tmp_path / "loras" / "te_kohya.safetensors"), "pt") as fh:
+        keys = set(fh.keys())
+    assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in keys
+    assert "lora_te2_text_model_encoder_layers_4_self_attn_out_proj.alpha" in keys
+    assert any(k.startswith("lora_unet_output_blocks_") for k in keys)
+    with safe_open(str(tmp_path / "loras" / "te.safetensors"), "pt") as fh:
+        assert {k.split(".")[0] for k in fh.keys()} == {"unet", "text_encoder", "text_encoder_2"}  # noqa: SIM118
+    fresh = StableDiffusionXLPipeline.from_pretrained(demo_model)
+    fresh.set_progress_bar_config(disable=True)
+    for name in ("te.safetensors", "te_kohya.safetensors"):
+        adapter = name.split(".")[0]
+        fresh.load_lora_weights(str(tmp_path / "loras"), weight_name=name, adapter_name=adapter)
+        fresh.set_adapters([adapter])
+        assert np.abs(_render(fresh) - trained).max() < 1e-4, name
+    # and the text encoders' part matters: the same adapter with them at weight 0 draws another image
+    fresh.set_adapters(["te"], adapter_weights=[{"unet": 1.0, "text_encoder": 0.0, "text_encoder_2": 0.0}])
+    assert np.abs(_render(fresh) - trained).max() > 1e-3
+
+
 def test_stop_resume_kill_resume_gives_the_uninterrupted_curve(reference, demo_model, dataset, tmp_path):
     """Child processes through start_run/resume_run: STOP at step ~8, resume, SIGKILL after the next
     checkpoint, resume again (in this process, to save a third child's start-up). The loss curve must equal

@@ -1,4 +1,4 @@
-"""SDXL UNet LoRA training on diffusers + peft: the training step with SDXL's real conditioning.
+"""SDXL LoRA training on diffusers + peft (UNet, optionally both text encoders) with SDXL's real conditioning.
 
 SDXL conditions on both text encoders' penultimate hidden states (concatenated), the pooled embedding of
 text_encoder_2, and six `time_ids` (original size, crop top-left, target size). `pipe.encode_prompt` gives the
@@ -9,7 +9,7 @@ Noise is added with a `DDPMScheduler` built from the pipeline's scheduler config
 sees at inference, and it only knows the timesteps of the last `set_timesteps` (a sample render changes them).
 
 `LoraTrainer` owns everything a resumable run must save (adapter weights, optimizer, lr schedule, RNG, step),
-so `training.runner` can checkpoint and resume with an identical loss curve. `train_unet_lora` is the simple
+so `training.runner` can checkpoint and resume with an identical loss curve. `train_lora` is the simple
 one-call form on top of it.
 """
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")  # CLIP attention, kohya's te1/te2 modules
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 LR_SCHEDULERS = ("constant", "cosine")
 OPTIMIZERS = ("adamw", "adamw8bit")
 PRECISIONS = ("no", "bf16")
@@ -46,6 +48,8 @@ class LoraTrainConfig:
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"  # "bf16": frozen weights and compute in bf16 (CUDA only), LoRA params in fp32
     optimizer: str = "adamw"
+    train_text_encoder: bool = False  # LoRA on both CLIP encoders too (their embeddings are then never cached)
+    text_encoder_lr: float | None = None  # None: learning_rate
 
     def __post_init__(self) -> None:
         if not 1 <= self.rank <= 256:
@@ -58,20 +62,28 @@ class LoraTrainConfig:
             raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.text_encoder_lr is not None and not 0 < self.text_encoder_lr < 1:
+            raise ValueError(f"text_encoder_lr must be between 0 and 1, got {self.text_encoder_lr}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
 
 
-def add_unet_lora(unet, cfg: LoraTrainConfig) -> list:
-    """Attach a fresh LoRA adapter to the UNet's attention projections; returns the trainable parameters."""
-    from peft import LoraConfig
+def add_lora(model, cfg: LoraTrainConfig, targets: Sequence[str] = LORA_TARGETS) -> list:
+    """Attach a fresh LoRA adapter to `model`'s attention projections; returns the trainable parameters.
 
-    unet.requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian", target_modules=list(LORA_TARGETS)),
-        adapter_name=cfg.adapter_name,
-    )
-    return [p for p in unet.parameters() if p.requires_grad]
+    The UNet goes through diffusers' `add_adapter` (which also enables its adapter switches); the CLIP
+    encoders through peft's `inject_adapter_in_model` directly, because transformers' `add_adapter` refuses
+    peft < 0.22, the newest the package index has. Both leave `model.peft_config[name]` for saving."""
+    from diffusers import ModelMixin
+    from peft import LoraConfig, inject_adapter_in_model
+
+    model.requires_grad_(False)
+    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights="gaussian", target_modules=list(targets))
+    if isinstance(model, ModelMixin):
+        model.add_adapter(config, adapter_name=cfg.adapter_name)
+    else:
+        inject_adapter_in_model(config, model, adapter_name=cfg.adapter_name)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _time_ids(size: tuple[int, int], device, dtype):
@@ -89,19 +101,21 @@ def _to_tensor(image: Image.Image, device, dtype):
     return x.permute(2, 0, 1)[None].to(device, dtype)
 
 
-def make_optimizer(params: list, cfg: LoraTrainConfig, log: Callable[[str], None] = print):
-    """AdamW, or bitsandbytes' 8-bit AdamW when asked for and installed (it is not on CPU-only boxes)."""
+def make_optimizer(groups: list[dict], cfg: LoraTrainConfig, log: Callable[[str], None] = print):
+    """AdamW, or bitsandbytes' 8-bit AdamW when asked for and installed (it is not on CPU-only boxes).
+
+    groups: torch parameter groups (the UNet's, and the text encoders' with their own lr)."""
     import torch
 
     if cfg.optimizer == "adamw8bit":
         try:
             import bitsandbytes as bnb
 
-            return bnb.optim.AdamW8bit(params, lr=cfg.learning_rate)
+            return bnb.optim.AdamW8bit(groups, lr=cfg.learning_rate)
         except ImportError:
             log("note: optimizer adamw8bit needs bitsandbytes, which is not installed; using torch AdamW")
     # fused: one kernel for all the small LoRA tensors instead of a Python loop over them (CPU and CUDA alike)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, fused=True)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
 
 
 class LoraTrainer:
@@ -111,7 +125,8 @@ class LoraTrainer:
     state is part of `state_dict()`, so a run restored from a checkpoint continues with exactly the draws an
     uninterrupted run would make. With `cache=True` latents and text embeddings are computed once up front
     (from a separate generator seeded from `seed`, so a resumed run rebuilds the same cache); with
-    `cache=False` the VAE and both text encoders run on every step (slower; kept for the benchmark).
+    `cache=False` the VAE and both text encoders run on every step (slower; kept for the benchmark). With
+    `train_text_encoder` both CLIP encoders get a LoRA too and run, with gradients, on every step.
     Images of different sizes are batched only with images of the same size (their bucket).
     """
 
@@ -135,18 +150,24 @@ class LoraTrainer:
         if self.bf16:  # frozen weights in bf16; the VAE stays fp32 (SDXL's VAE overflows in half precision)
             for module in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
                 module.to(torch.bfloat16)
+        pipe.vae.requires_grad_(False)
+        for name in TEXT_ENCODERS:
+            getattr(pipe, name).requires_grad_(False)
         with torch.random.fork_rng(devices=[]):  # peft draws the gaussian lora_A init from the global RNG:
             torch.manual_seed(cfg.seed)  # seed it for reproducible runs, without changing the caller's RNG
-            params = add_unet_lora(pipe.unet, cfg)
-        for p in params:  # trainable LoRA weights in fp32 whatever the base dtype
+            groups = [{"params": add_lora(pipe.unet, cfg)}]
+            if cfg.train_text_encoder:
+                te_params = [p for name in TEXT_ENCODERS for p in add_lora(getattr(pipe, name), cfg, TEXT_LORA_TARGETS)]
+                groups.append({"params": te_params, "lr": cfg.text_encoder_lr or cfg.learning_rate})
+        self.params = [p for g in groups for p in g["params"]]
+        for p in self.params:  # trainable LoRA weights in fp32 whatever the base dtype
             p.data = p.data.float()
-        self.params = params
         if cfg.gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
-        pipe.vae.requires_grad_(False)
-        pipe.text_encoder.requires_grad_(False)
-        pipe.text_encoder_2.requires_grad_(False)
-        self.optimizer = make_optimizer(params, cfg, log)
+            if cfg.train_text_encoder:
+                for name in TEXT_ENCODERS:
+                    getattr(pipe, name).gradient_checkpointing_enable()
+        self.optimizer = make_optimizer(groups, cfg, log)
         self.lr_scheduler = get_scheduler(cfg.lr_scheduler, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                           num_training_steps=cfg.steps)
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -175,18 +196,24 @@ class LoraTrainer:
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 1)
         with torch.no_grad():
             latents = [self._encode_latent(i, gen) for i in range(len(self.images))]
-            texts = {c: self._encode_text(c) for c in [*dict.fromkeys(self.captions), ""]}
+            texts = {} if self.cfg.train_text_encoder else \
+                {c: self._encode_text(c) for c in [*dict.fromkeys(self.captions), ""]}
         return {"latents": latents, "texts": texts}
 
     def _batch(self, idx: list[int], captions: list[str], gen=None):
+        """(latents, text hidden states, pooled embeds, time_ids); the text part carries gradients when the
+        text encoders are being trained (and grad mode is on)."""
         import torch
 
         with torch.no_grad():
             if self._cached is not None:
                 lat = torch.cat([self._cached["latents"][i] for i in idx])
-                texts = [self._cached["texts"][c] for c in captions]
             else:
                 lat = torch.cat([self._encode_latent(i, self.generator if gen is None else gen) for i in idx])
+        if self._cached is not None and not self.cfg.train_text_encoder:
+            texts = [self._cached["texts"][c] for c in captions]
+        else:
+            with torch.set_grad_enabled(self.cfg.train_text_encoder and torch.is_grad_enabled()):
                 texts = [self._encode_text(c) for c in captions]
         embeds = torch.cat([t[0] for t in texts])
         pooled = torch.cat([t[1] for t in texts])
@@ -215,7 +242,9 @@ class LoraTrainer:
 
         cfg, gen, sched = self.cfg, self.generator, self.noise_scheduler
         idx, captions = self._draw_batch()
-        lat, embeds, pooled, time_ids = self._batch(idx, captions)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with autocast:  # (the text encoders run here too when they are trained)
+            lat, embeds, pooled, time_ids = self._batch(idx, captions)
         noise = torch.randn(lat.shape, generator=gen)
         if cfg.noise_offset:
             noise = noise + cfg.noise_offset * torch.randn((lat.shape[0], lat.shape[1], 1, 1), generator=gen)
@@ -225,7 +254,6 @@ class LoraTrainer:
         v_pred = sched.config.prediction_type == "v_prediction"
         target = sched.get_velocity(lat, noise, t) if v_pred else noise
         self.pipe.unet.train()
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         with autocast:
             dtype = self.pipe.unet.dtype
             pred = self.pipe.unet(
@@ -290,18 +318,36 @@ class LoraTrainer:
         return float(self.lr_scheduler.get_last_lr()[0])
 
     # --- checkpoint state --------------------------------------------------------------------------------
+    def _lora_models(self) -> dict[str, object]:
+        """Key prefix -> model with this run's adapter: the UNet's keys are unprefixed (as in checkpoints
+        written before text-encoder training existed), the encoders' are `text_encoder.` / `text_encoder_2.`."""
+        names = TEXT_ENCODERS if self.cfg.train_text_encoder else ()
+        return {"": self.pipe.unet, **{f"{n}.": getattr(self.pipe, n) for n in names}}
+
     def lora_state(self) -> dict:
         from peft.utils import get_peft_model_state_dict
 
-        return {k: v.detach().cpu().contiguous() for k, v in
-                get_peft_model_state_dict(self.pipe.unet, adapter_name=self.cfg.adapter_name).items()}
+        return {prefix + k: v.detach().cpu().contiguous()
+                for prefix, model in self._lora_models().items()
+                for k, v in get_peft_model_state_dict(model, adapter_name=self.cfg.adapter_name).items()}
 
     def load_lora_state(self, state: dict) -> None:
         from peft.utils import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(self.pipe.unet, state, adapter_name=self.cfg.adapter_name)
-        if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"checkpoint has LoRA keys this model lacks: {result.unexpected_keys[:3]}")
+        models = self._lora_models()
+        parts: dict[str, dict] = {prefix: {} for prefix in models}
+        for key, value in state.items():
+            prefix = next((p for p in TEXT_ENCODERS if key.startswith(p + ".")), None)
+            prefix = f"{prefix}." if prefix else ""
+            if prefix not in parts:
+                raise ValueError(f"checkpoint has text-encoder LoRA weights ({key}) but this run trains none")
+            parts[prefix][key[len(prefix):]] = value
+        for prefix, model in models.items():
+            if not parts[prefix]:
+                raise ValueError(f"checkpoint has no LoRA weights for {prefix.rstrip('.') or 'unet'}")
+            result = set_peft_model_state_dict(model, parts[prefix], adapter_name=self.cfg.adapter_name)
+            if getattr(result, "unexpected_keys", None):
+                raise ValueError(f"checkpoint has LoRA keys this model lacks: {result.unexpected_keys[:3]}")
 
     def state_dict(self) -> dict:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),
@@ -314,14 +360,15 @@ class LoraTrainer:
         self.generator.set_state(state["generator"])
 
 
-def train_unet_lora(
+def train_lora(
     pipe,
     images: Sequence[Image.Image],
     captions: Sequence[str],
     cfg: LoraTrainConfig,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Train a UNet LoRA in place on `pipe.unet`; returns the loss per step."""
+    """Train a LoRA in place on `pipe` (its UNet, and its text encoders if cfg says so); returns the loss
+    per step."""
     trainer = LoraTrainer(pipe, images, captions, cfg)
     losses: list[float] = []
     for _ in range(cfg.steps):
@@ -332,21 +379,23 @@ def train_unet_lora(
     return losses
 
 
-def save_unet_lora(pipe, path: Path, cfg: LoraTrainConfig, metadata: dict[str, str] | None = None) -> Path:
-    """Save in diffusers/peft form, with the adapter config so alpha != rank reloads at the right scale."""
+def save_lora(pipe, path: Path, cfg: LoraTrainConfig, metadata: dict[str, str] | None = None) -> Path:
+    """Save in diffusers/peft form (UNet, plus both text encoders when they were trained), with each part's
+    adapter config so alpha != rank reloads at the right scale."""
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet, adapter_name=cfg.adapter_name))
+    parts = {}
+    for name in ("unet", *(TEXT_ENCODERS if cfg.train_text_encoder else ())):
+        model = getattr(pipe, name)
+        state = get_peft_model_state_dict(model, adapter_name=cfg.adapter_name)
+        parts[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(state)
+        parts[f"{name}_lora_adapter_metadata"] = model.peft_config[cfg.adapter_name].to_dict()
     StableDiffusionXLPipeline.save_lora_weights(
-        save_directory=str(path.parent),
-        weight_name=path.name,
-        unet_lora_layers=state,
-        unet_lora_adapter_metadata=pipe.unet.peft_config[cfg.adapter_name].to_dict(),
-        safe_serialization=True,
+        save_directory=str(path.parent), weight_name=path.name, safe_serialization=True, **parts
     )
     if metadata:
         _add_metadata(path, {**{f"dgxp.{k}": str(v) for k, v in asdict(cfg).items()}, **metadata})

@@ -77,6 +77,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     trigger_word: str = ""  # prepended to every caption that lacks it
     cache_latents: bool = True
+    train_text_encoder: bool = False  # LoRA on both CLIP encoders too (kohya's "train_unet_only = false")
+    text_encoder_lr: float | None = None  # None: learning_rate
     export_dir: str | None = None  # where the final LoRA files are published (the studio: models/loras/)
     base_model_hash: str | None = None  # pinned by start_run; resuming on another base is refused
 
@@ -131,7 +133,9 @@ class TrainConfig:
              f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         need(self.optimizer in ("adamw", "adamw8bit"),
              f"optimizer must be 'adamw' or 'adamw8bit', got {self.optimizer!r}")
-        for name in ("gradient_checkpointing", "cache_latents"):
+        need(self.text_encoder_lr is None or (is_num(self.text_encoder_lr) and 0 < self.text_encoder_lr < 1),
+             f"text_encoder_lr must be empty (= learning_rate) or between 0 and 1, got {self.text_encoder_lr!r}")
+        for name in ("gradient_checkpointing", "cache_latents", "train_text_encoder"):
             need(isinstance(getattr(self, name), bool), f"{name} must be true or false")
         for name in ("sample_every", "checkpoint_every", "sample_seed"):
             need(is_int(getattr(self, name)) and getattr(self, name) >= 0,
@@ -168,8 +172,37 @@ class TrainConfig:
             min_snr_gamma=self.min_snr_gamma, noise_offset=self.noise_offset, lr_scheduler=self.lr_scheduler,
             warmup_steps=self.warmup_steps, max_grad_norm=self.max_grad_norm,
             gradient_checkpointing=self.gradient_checkpointing, mixed_precision=self.mixed_precision,
-            optimizer=self.optimizer,
+            optimizer=self.optimizer, train_text_encoder=self.train_text_encoder,
+            text_encoder_lr=self.text_encoder_lr,
         )
+
+
+def coerce_setting(key: str, text: str) -> Any:
+    """A training setting typed in as text (CLI `--set key=value`) -> the value TrainConfig expects.
+
+    The type comes from TrainConfig's own annotation, so a new field needs no code here. "" / "none" / "off"
+    clear an optional field (min_snr_gamma=off)."""
+    fixed = ("base_model", "dataset_dir", "output_name", "export_dir", "base_model_hash")  # set by the studio
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name not in fixed}
+    if key not in types:
+        raise ValueError(f"unknown training setting {key!r}; settable: {', '.join(sorted(types))}")
+    kind, raw = types[key], text.strip()
+    if "None" in kind and raw.lower() in ("", "none", "off"):
+        return None
+    try:
+        if kind.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes", "on")
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(p.strip() for p in raw.split("|") if p.strip())
+    except ValueError:
+        raise ValueError(f"{key} must be {kind.split(' ')[0]}, got {text!r}") from None
+    return raw
 
 
 def list_presets() -> list[str]:
@@ -775,7 +808,7 @@ def export_lora(run: _Run, pipe, lcfg, base_hash: str, data_hash: str) -> list[P
 
     Both go into export_dir under temp names first and are renamed only when both are complete, so the
     studio's LoRA folder never shows a half-written file (or a diffusers file without its kohya twin)."""
-    from training.lora import save_unet_lora
+    from training.lora import save_lora
     from training.lora_formats import save_kohya
 
     cfg, name = run.cfg, run.cfg.output_name
@@ -786,7 +819,7 @@ def export_lora(run: _Run, pipe, lcfg, base_hash: str, data_hash: str) -> list[P
                 "dgxp.resolution": str(cfg.resolution), "dgxp.learning_rate": str(cfg.learning_rate)}
     final = run.run_dir / "final"
     final.mkdir(exist_ok=True)
-    diff_file = save_unet_lora(pipe, final / f"{name}.safetensors", lcfg, metadata)
+    diff_file = save_lora(pipe, final / f"{name}.safetensors", lcfg, metadata)
     kohya_file = save_kohya(diff_file, final / f"{name}_kohya.safetensors", pipe.unet.config, metadata)
     outputs = [diff_file, kohya_file]
     if not cfg.export_dir:
