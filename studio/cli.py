@@ -56,13 +56,89 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _studio_url(settings) -> str:
+    """Where this machine reaches the studio these settings describe."""
+    host = "127.0.0.1" if settings.bind_host in {"0.0.0.0", "::"} else settings.host
+    return f"http://{host}:{settings.port}/"
+
+
+def _studio_token(settings) -> str | None:
+    token_file = settings.data_dir / "mcp_token"
+    return settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
+
+
+def _remote_job(settings, body: dict, quiet: bool) -> dict | int:
+    """Run a job on the running studio (it holds the database): submit it to its jobs API, follow it with a
+    progress bar, cancel it on Ctrl-C. The result's files (paths on this machine), or an exit code."""
+    import time
+
+    import httpx
+    from tqdm import tqdm
+
+    url = _studio_url(settings)
+    jobs = url + "api/v1/jobs"
+    token = _studio_token(settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        reply = httpx.post(jobs, json={**body, "source": "cli"}, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"error: the studio's database is in use by another process, and no studio answered at {url} "
+              f"({exc})", file=sys.stderr)
+        return 2
+    if reply.status_code != 202:
+        print(f"error: {reply.json().get('detail', reply.text)}", file=sys.stderr)
+        return 2
+    job_id = reply.json()["job_id"]
+    print(f"the studio at {url} is running: job {job_id} runs on its queue", file=sys.stderr)
+    try:
+        with tqdm(unit="step", disable=quiet, file=sys.stderr) as bar:
+            while True:
+                state = httpx.get(f"{jobs}/{job_id}", headers=headers, timeout=30).json()
+                bar.total, bar.n = state.get("total") or bar.total, state.get("step", 0)
+                bar.refresh()
+                if state["status"] in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        httpx.post(f"{jobs}/{job_id}/cancel", headers=headers, timeout=30)
+        print("cancelled", file=sys.stderr)
+        return 130
+    if state["status"] != "done":
+        print(f"error: job {job_id} {state['status']}: {state.get('error')}", file=sys.stderr)
+        return 1
+    return state["result"]
+
+
+def _run_job(args: argparse.Namespace, body: dict) -> dict | int:
+    """The job `body` describes (see studio.rest), run in this process, or on the running studio when that
+    holds the database. Its files as `studio.rest.result_dict` gives them, or an exit code."""
+    from studio.core import Studio
+    from studio.rest import result_dict, submit
+    from studio.store import StoreLockedError
+
+    try:
+        studio = Studio(_settings(args))
+    except StoreLockedError:
+        return _remote_job(_settings(args), body, args.quiet)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with studio:
+        try:
+            job = submit(studio, body, source="cli")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        result = _finish(studio, job, args.quiet)
+    return result if isinstance(result, int) else result_dict(result)
+
+
 def cmd_mcp(args: argparse.Namespace) -> int:
     """stdio MCP for desktop clients: a thin proxy to the running studio's /mcp/, never a second studio."""
     import httpx
 
     settings = _settings(args)
-    host = "127.0.0.1" if settings.bind_host in {"0.0.0.0", "::"} else settings.host
-    base = args.url or f"http://{host}:{settings.port}/"
+    base = args.url or _studio_url(settings)
     try:
         httpx.get(base.rstrip("/") + "/api/health", timeout=3).raise_for_status()
     except httpx.HTTPError as exc:
@@ -72,8 +148,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from fastmcp import Client
     from fastmcp.server import create_proxy
 
-    token_file = settings.data_dir / "mcp_token"
-    token = settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
+    token = _studio_token(settings)
     client = Client(base.rstrip("/") + "/mcp/", auth=token) if token else Client(base.rstrip("/") + "/mcp/")
     create_proxy(client, name="DGX-Pixels Studio").run(transport="stdio", show_banner=False)
     return 0
@@ -147,9 +222,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import shutil
 
-    from studio.core import Studio
     from studio.params import GenerateParams, LoraRef
-    from studio.store import StoreLockedError
 
     try:
         w, h = args.render_size or (None, None)
@@ -166,27 +239,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
             count=args.count,
             pixel=None if args.raw else _pixel_params(args),
         )
-        studio = Studio(_settings(args))
-    except (ValueError, StoreLockedError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with studio:
-        try:
-            if args.init:
-                job = studio.submit_variation(params, args.init, args.strength, "cli")
-            else:
-                job = studio.submit_generate(params, source="cli")
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        result = _finish(studio, job, args.quiet)
+    body: dict = {"kind": "generate", "params": params.to_dict()}
+    if args.init:  # a file here (made absolute: a running studio has another working folder) or a sprite id
+        init = Path(args.init)
+        body = {**body, "kind": "variation", "strength": args.strength,
+                "init": str(init.resolve()) if init.exists() else args.init}
+    result = _run_job(args, body)
     if isinstance(result, int):
         return result
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for im in result.images:
-        dst = out / f"{args.name or 'sprite'}-{im.seed}.png"
-        shutil.copyfile(im.path, dst)  # the stored PNG, metadata and all
+    for im in result["images"]:
+        dst = out / f"{args.name or 'sprite'}-{im['seed']}.png"
+        shutil.copyfile(im["path"], dst)  # the stored PNG, metadata and all
         print(dst)
     return 0
 
@@ -271,37 +339,26 @@ def cmd_run_workflow(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import shutil
 
-    from studio.core import Studio
-    from studio.store import StoreLockedError
-    from studio.workflows import run_workflow
-
     try:
         values = _parse_sets(args.set)
-        overrides = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
-        studio = Studio(_settings(args))
-    except (ValueError, StoreLockedError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with studio:
-        try:
-            job = run_workflow(studio, args.name, values, source="cli", generate=overrides)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        result = _finish(studio, job, args.quiet)
+    overrides = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    result = _run_job(args, {"kind": "workflow", "name": args.name, "values": values, "generate": overrides})
     if isinstance(result, int):
         return result
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, im in enumerate(result.images):
-        dst = out / f"{args.name}-{i}-{im.seed}.png"
-        shutil.copyfile(im.path, dst)
+    for i, im in enumerate(result["images"]):
+        dst = out / f"{args.name}-{i}-{im['seed']}.png"
+        shutil.copyfile(im["path"], dst)
         print(dst)
-    for name, path in result.extras.items():
+    for name, path in result["extras"].items():
         dst = out / f"{args.name}-{name}"
         shutil.copyfile(path, dst)
         print(dst)
-    print(f"job {result.job_id}", file=sys.stderr)
+    print(f"job {result['job_id']}", file=sys.stderr)
     return 0
 
 

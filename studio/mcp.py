@@ -62,7 +62,8 @@ def load_or_create_token(studio: Studio) -> tuple[str, bool]:
 
 
 class BearerAuth:
-    """ASGI middleware: every request to the MCP app needs `Authorization: Bearer <token>`."""
+    """ASGI middleware: every request to the app it wraps (MCP, the jobs API) needs `Authorization: Bearer
+    <token>`."""
 
     def __init__(self, app, token: str):
         self.app = app
@@ -72,7 +73,7 @@ class BearerAuth:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                body = b'{"error": "missing or wrong MCP token (Authorization: Bearer ...)"}'
+                body = b'{"error": "missing or wrong studio token (Authorization: Bearer ...)"}'
                 await send({"type": "http.response.start", "status": 401,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"www-authenticate", b"Bearer")]})

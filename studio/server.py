@@ -85,13 +85,16 @@ def check_bind(settings: Settings) -> None:
 def create_app(studio: Studio) -> FastAPI:
     from starlette.routing import Mount
 
-    from studio.mcp import mcp_asgi_app
+    from studio.mcp import load_or_create_token, mcp_asgi_app
+    from studio.rest import rest_app
 
     settings = studio.settings
     check_bind(settings)
     mcp_app, new_token = mcp_asgi_app(studio)
     app = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan)
     app.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
+    token = load_or_create_token(studio)[0] if settings.lan or settings.mcp_token else None
+    app.router.routes.append(Mount("/api/v1", app=rest_app(studio, token)))
     if new_token:
         log.warning("MCP bearer token (shown once; also in %s): %s", settings.data_dir / "mcp_token", new_token)
 
