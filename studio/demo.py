@@ -55,6 +55,43 @@ TINY_CLIP = dict(
 # text_encoder_2 is wider than text_encoder, as in real SDXL (768 vs 1280): single-file loading tells the two
 # apart by that width, so equal widths would load encoder 1's weights into encoder 2.
 TINY_CLIP_2 = {**TINY_CLIP, "hidden_size": 48}
+
+# Full-size SDXL base 1.0 (the configs of stabilityai/stable-diffusion-xl-base-1.0), for GPU benchmarks with
+# random weights (bench/sdxl_gpu.py). Parameter counts: UNet 2,567,463,684, VAE 83,653,863, CLIP ViT-L text
+# 123,060,480, OpenCLIP bigG text + projection 694,659,840 (tests/test_demo_model.py checks them on "meta").
+SDXL_UNET = dict(
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(5, 10, 20),
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    transformer_layers_per_block=(1, 2, 10),
+    projection_class_embeddings_input_dim=2816,  # 6 time ids x 256 + 1280 pooled
+    cross_attention_dim=2048,  # 768 + 1280
+    norm_num_groups=32,
+)
+SDXL_VAE = dict(
+    block_out_channels=[128, 256, 512, 512],
+    layers_per_block=2,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+    latent_channels=4,
+    sample_size=1024,
+    scaling_factor=0.13025,
+)
+SDXL_CLIP = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                 projection_dim=768, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+SDXL_CLIP_2 = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+                   projection_dim=1280, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5)
+SDXL_VOCAB = 49408
 SDXL_SCHEDULER = dict(
     beta_start=0.00085,
     beta_end=0.012,
@@ -91,8 +128,12 @@ def byte_level_vocab() -> dict[str, int]:
     return vocab
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """Construct the tiny SDXL pipeline in memory (float32, CPU)."""
+def build_random_pipeline(unet: dict, vae: dict, clip: dict, clip_2: dict, seed: int = 0, device: str = "cpu",
+                          vocab_size: int | None = None):
+    """An SDXL pipeline of the given architecture with random weights, built on `device` (float32).
+
+    The tokenizers are the byte-level ones whatever the size: random weights have no vocabulary to match.
+    vocab_size sizes the embedding tables (49408 for SDXL's real parameter count); default: the tokenizer's."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -103,26 +144,31 @@ def build_tiny_pipeline(seed: int = 0):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     vocab = byte_level_vocab()
-    ids = dict(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"])
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_UNET)
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(**TINY_VAE)
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_CLIP, **ids))
-    torch.manual_seed(seed + 3)
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP_2, **ids))
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(vocab=dict(vocab), merges=[], model_max_length=77)
+    ids = dict(vocab_size=vocab_size or len(vocab), bos_token_id=vocab["<|startoftext|>"],
+               eos_token_id=vocab["<|endoftext|>"])
+    with torch.device(device):
+        torch.manual_seed(seed)
+        unet_model = UNet2DConditionModel(**unet)
+        torch.manual_seed(seed + 1)
+        vae_model = AutoencoderKL(**vae)
+        torch.manual_seed(seed + 2)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**clip, **ids))
+        torch.manual_seed(seed + 3)
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**clip_2, **ids))
     return StableDiffusionXLPipeline(
-        vae=vae,
+        vae=vae_model,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77),
+        tokenizer_2=CLIPTokenizer(vocab=dict(vocab), merges=[], model_max_length=77),
+        unet=unet_model,
         scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
     )
+
+
+def build_tiny_pipeline(seed: int = 0):
+    """Construct the tiny SDXL pipeline in memory (float32, CPU)."""
+    return build_random_pipeline(TINY_UNET, TINY_VAE, TINY_CLIP, TINY_CLIP_2, seed)
 
 
 DEMO_VERSION = 2

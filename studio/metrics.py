@@ -71,6 +71,9 @@ def goals_figure(results: dict[str, dict]) -> go.Figure:
     r = results.get("compare_overhead", {})
     if "ratio" in r:
         rows.append(("4-way battle / 4 singles (<= 1.1)", r["ratio"] / 1.1))
+    r = results.get("training_cache", {})
+    if "speedup" in r:
+        rows.append(("training steps/s, cached / encoded (>= 1.5x)", 1.5 / r["speedup"]))
     if not rows:
         return _empty("No benchmark results in bench/results/")
     frame = pd.DataFrame(rows, columns=["benchmark", "share of budget"])
