@@ -103,7 +103,7 @@ SDXL_SCHEDULER = dict(
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte -> printable character table, so a byte vocab can encode any text."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     printable += list(range(ord("®"), ord("ÿ") + 1))
@@ -120,7 +120,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 def byte_level_vocab() -> dict[str, int]:
     """256 byte characters, the same with `</w>`, then the two specials; end-of-text is the highest id
     because CLIP pools its sentence embedding at the end-of-text position."""
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
     vocab["<|startoftext|>"] = len(vocab)

@@ -17,6 +17,7 @@ from pathlib import Path
 from studio.files import atomic_write_bytes
 
 TINY_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+SDXL_SECOND_ENCODER = "conditioner.embedders.1."  # OpenCLIP bigG: SDXL base has it, SD 1.x/2.x and the refiner not
 
 
 class ModelError(ValueError):
@@ -169,8 +170,9 @@ class Registry:
         """The local diffusers config folder that lets `from_single_file` work offline.
 
         Order: a `<name>.config/` folder beside the file; the demo model's folder when the file has the demo's
-        tiny architecture; `models/configs/sdxl-base/` if the user put SDXL's configs there; else None (diffusers
-        then fetches SDXL's configs from the hub, which needs network once).
+        tiny architecture; `models/configs/sdxl-base/` if the user put SDXL's configs there; else the built-in
+        SDXL base 1.0 folder, written once to `models/configs/sdxl-base-builtin/` (`studio.sdxl_config`), so no
+        network is ever needed. A file that is not SDXL (SD 1.x/2.x, a refiner) is refused by name here.
         """
         sidecar = entry.path.with_suffix(".config")
         if (sidecar / "model_index.json").is_file():
@@ -178,6 +180,10 @@ class Registry:
         header = read_safetensors_header(entry.path)
         if TINY_CONV_IN not in header:
             raise ModelError(f"{entry.path.name}: not an SDXL checkpoint (no UNet weights in the SGM layout)")
+        if not any(k.startswith(SDXL_SECOND_ENCODER) for k in header):
+            kind = "an SD 1.x/2.x checkpoint" if any(k.startswith("cond_stage_model.") for k in header) else \
+                "an SDXL refiner or another model with one text encoder"
+            raise ModelError(f"{entry.path.name}: this is {kind}; the studio runs SDXL base models")
         if header[TINY_CONV_IN]["shape"][0] < 320:
             for m in self.checkpoints():
                 if m.demo:
@@ -185,4 +191,9 @@ class Registry:
         shared = self.models_dir / "configs" / "sdxl-base"
         if (shared / "model_index.json").is_file():
             return str(shared)
-        return None
+        builtin = self.models_dir / "configs" / "sdxl-base-builtin"
+        if not (builtin / "model_index.json").is_file():
+            from studio.sdxl_config import write_sdxl_config
+
+            write_sdxl_config(builtin)
+        return str(builtin)
