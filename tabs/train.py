@@ -17,40 +17,48 @@ from studio import datasets, training_runs
 from studio.core import Studio
 from training import runner
 
-# (TrainConfig field, label, kind): int/float numbers, "float?" may be blank (off), bool, or a tuple of choices
+# (TrainConfig field, label, kind): int/float numbers, "float?" where 0 or blank means off (None), bool, or a
+# tuple of choices
 MAIN_FIELDS = [("rank", "Rank", int), ("alpha", "Alpha", float), ("learning_rate", "Learning rate", float),
                ("steps", "Steps", int), ("batch_size", "Batch", int), ("resolution", "Resolution", int),
                ("sample_every", "Sample every", int), ("checkpoint_every", "Checkpoint every", int)]
 ADVANCED_FIELDS = [
     ("lr_scheduler", "LR schedule", ("constant", "cosine")), ("warmup_steps", "Warmup steps", int),
     ("optimizer", "Optimizer", ("adamw", "adamw8bit")), ("mixed_precision", "Mixed precision", ("no", "bf16")),
-    ("caption_dropout", "Caption dropout", float), ("min_snr_gamma", "Min-SNR gamma", "float?"),
-    ("noise_offset", "Noise offset", float), ("max_grad_norm", "Max grad norm", "float?"),
+    ("caption_dropout", "Caption dropout", float), ("min_snr_gamma", "Min-SNR gamma (0 = off)", "float?"),
+    ("noise_offset", "Noise offset", float), ("max_grad_norm", "Max grad norm (0 = off)", "float?"),
     ("gradient_checkpointing", "Gradient checkpointing", bool), ("cache_latents", "Cache latents", bool),
-    ("train_text_encoder", "Train text encoders", bool), ("text_encoder_lr", "Text encoder LR", "float?"),
+    ("train_text_encoder", "Train text encoders", bool), ("text_encoder_lr", "Text encoder LR (0 = LR)", "float?"),
     ("seed", "Seed", int), ("sample_steps", "Sample steps", int), ("keep_checkpoints", "Keep checkpoints", int),
 ]
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(runner.TrainConfig)
                    if f.default is not dataclasses.MISSING}
 
 
-def _advanced_input(key: str, label: str, kind):
+def _setting_input(key: str, label: str, kind, value):
+    """The form control for one TrainConfig field, showing `value` (the default preset's)."""
     if kind is bool:
-        return gr.Checkbox(label=label, elem_id=f"tr-{key}")
+        return gr.Checkbox(value=bool(value), label=label, elem_id=f"tr-{key}", min_width=120)
     if isinstance(kind, tuple):
-        return gr.Dropdown(list(kind), label=label, elem_id=f"tr-{key}")
-    return gr.Number(label=label + (" (blank = off)" if kind == "float?" else ""),
-                     precision=0 if kind is int else None, elem_id=f"tr-{key}")
+        return gr.Dropdown(list(kind), value=value, label=label, elem_id=f"tr-{key}", min_width=120)
+    return gr.Number(value=value, label=label, precision=0 if kind is int else None, elem_id=f"tr-{key}",
+                     min_width=110)
+
+
+def _preset_values(name: str | None) -> dict:
+    """Every form field's value for a preset: its own settings over TrainConfig's defaults."""
+    return {**CONFIG_DEFAULTS, **(runner.load_preset(name) if name else {})}
 
 
 def form_overrides(specs: list, values: tuple) -> dict:
     """The form's values as TrainConfig overrides: a blank number keeps the preset's value, except where
-    blank means off (min-SNR, clipping, a separate text-encoder lr)."""
+    0 or blank means off (min-SNR, clipping, a separate text-encoder lr)."""
     out = {}
     for (key, _, kind), v in zip(specs, values, strict=True):
+        if kind == "float?" and v in (None, "", 0):
+            out[key] = None
+            continue
         if v is None or v == "":
-            if kind == "float?":
-                out[key] = None
             continue
         if kind is int:
             out[key] = int(v)
@@ -67,17 +75,18 @@ def build(studio: Studio) -> None:
         dataset = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="tr-dataset")
         model = gr.Dropdown([m["name"] for m in studio.models() if m["kind"] == "diffusers"],
                             value=studio.default_model, label="Base model", allow_custom_value=True)
-        preset = gr.Dropdown(presets, value="balanced" if "balanced" in presets else None, label="Preset",
+        first = "balanced" if "balanced" in presets else None
+        initial = _preset_values(first)  # the form opens filled in, not with zeros
+        preset = gr.Dropdown(presets, value=first, label="Preset",
                              elem_id="tr-preset")
         name = gr.Textbox(label="LoRA name (blank = <dataset>-lora)", elem_id="tr-name")
     with gr.Row():
-        main = {key: gr.Number(label=label, precision=0 if kind is int else None, elem_id=f"tr-{key}")
-                for key, label, kind in MAIN_FIELDS}
-    with gr.Accordion("Advanced settings (filled from the preset; blank optional fields are off)", open=False):
+        main = {key: _setting_input(key, label, kind, initial.get(key)) for key, label, kind in MAIN_FIELDS}
+    with gr.Accordion("Advanced settings (filled from the preset)", open=False):
         with gr.Row():
-            advanced = {key: _advanced_input(key, label, kind) for key, label, kind in ADVANCED_FIELDS[:8]}
+            advanced = {key: _setting_input(key, label, kind, initial.get(key)) for key, label, kind in ADVANCED_FIELDS[:8]}
         with gr.Row():
-            advanced |= {key: _advanced_input(key, label, kind) for key, label, kind in ADVANCED_FIELDS[8:]}
+            advanced |= {key: _setting_input(key, label, kind, initial.get(key)) for key, label, kind in ADVANCED_FIELDS[8:]}
     start = gr.Button("Start training", variant="primary", elem_id="tr-start")
     with gr.Row():
         run_id = gr.Dropdown([r["run_id"] for r in training_runs.runs(studio)], label="Run", allow_custom_value=True,
@@ -98,7 +107,7 @@ def build(studio: Studio) -> None:
 
     def fill(preset_name):
         try:
-            values = {**CONFIG_DEFAULTS, **runner.load_preset(preset_name)}
+            values = _preset_values(preset_name)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return [values.get(key) for key, _, _ in specs]

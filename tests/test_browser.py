@@ -196,11 +196,12 @@ def test_train_a_lora_and_watch_it(page, live_studio, tmp_path):
     ds.import_files(paths)
     page.reload()
     page.get_by_role("tab", name="Train").click()
+    assert page.locator("#tr-rank input").input_value() == "32"  # the form opens filled from 'balanced'
     for elem, value in (("#tr-dataset", "browser-blobs"), ("#tr-preset", "fast")):
         box = page.locator(f"{elem} input")
         box.fill(value)
         box.press("Enter")
-    page.wait_for_timeout(1500)  # the preset fills the numbers
+    page.wait_for_function("document.querySelector('#tr-rank input').value === '16'", timeout=10_000)  # 'fast'
     page.locator("#tr-steps input").fill("3")
     page.locator("#tr-resolution input").fill("64")
     page.fill("#tr-name textarea, #tr-name input", "browser-lora")

@@ -90,7 +90,7 @@ def test_train_tab_over_the_api(live_studio, tmp_path):
     assert filled["optimizer"] == "adamw8bit" and filled["gradient_checkpointing"] is True
     assert filled["train_text_encoder"] is False and filled["text_encoder_lr"] is None
     form = {**filled, "rank": 4, "alpha": 4.0, "learning_rate": 1e-3, "steps": 4, "batch_size": 1,
-            "resolution": 64, "sample_every": 2, "checkpoint_every": 2, "min_snr_gamma": None,
+            "resolution": 64, "sample_every": 2, "checkpoint_every": 2, "min_snr_gamma": 0,  # 0 = off, as the form says
             "train_text_encoder": True, "sample_steps": 2}
     run = c.predict("apiblobs", "demo-tiny", "fast", "api-lora", *form.values(), api_name="/train_start")
     run = run["value"]  # the run picker is updated with the new run selected
