@@ -66,14 +66,14 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 generate_tab.build(studio)
-            with gr.Tab("Compare", id="compare"):
-                compare_tab.build(studio)
+            with gr.Tab("Compare", id="compare") as compare_page:
+                compare_tab.build(studio, compare_page)
             with gr.Tab("Dataset", id="dataset"):
                 dataset_tab.build(studio)
             with gr.Tab("Train", id="train"):
                 train_tab.build(studio)
-            with gr.Tab("Metrics", id="metrics"):
-                metrics_tab.build(studio)
+            with gr.Tab("Metrics", id="metrics") as metrics_page:
+                metrics_tab.build(studio, metrics_page)
     return ui
 
 

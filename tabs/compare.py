@@ -33,7 +33,8 @@ def _reveal(view: dict) -> str:
     return f"Battle `{view['id']}` · seed {view['seed']} · {names}{voted}"
 
 
-def build(studio: Studio) -> None:
+def build(studio: Studio, page: gr.Tab | None = None) -> None:
+    """`page`: the tab, so the leaderboard draws itself when the tab is opened."""
     arena = studio.arena
     sets = list(arena.prompt_sets())
 
@@ -93,7 +94,7 @@ def build(studio: Studio) -> None:
             export_fmt = gr.Radio(["csv", "parquet"], value="csv", label="Export votes as")
             export_btn = gr.Button("Export")
         with gr.Row():
-            ratings_plot = gr.Plot(label="Ratings with 95% intervals")
+            ratings_plot = gr.Plot(label="Ratings with 95% intervals", elem_id="board-ratings")
             h2h_plot = gr.Plot(label="Head-to-head win rate")
         board_table = gr.Dataframe(label="Leaderboard", interactive=False)
         export_file = gr.File(label="Votes")
@@ -181,7 +182,11 @@ def build(studio: Studio) -> None:
         rows = pd.DataFrame(board.to_rows())
         return ratings_figure(board), head_to_head_figure(board), rows
 
-    refresh.click(show_board, board_set, [ratings_plot, h2h_plot, board_table], api_name="leaderboard")
+    board_outputs = [ratings_plot, h2h_plot, board_table]
+    refresh.click(show_board, board_set, board_outputs, api_name="leaderboard")
+    board_set.change(show_board, board_set, board_outputs, api_visibility="private")
+    if page is not None:
+        page.select(show_board, board_set, board_outputs, api_visibility="private")
 
     def export(fmt):
         out = Path(tempfile.mkdtemp(prefix="dgxp-votes-")) / f"votes.{fmt}"

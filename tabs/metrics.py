@@ -8,12 +8,13 @@ from studio import metrics
 from studio.core import Studio
 
 
-def build(studio: Studio) -> None:
+def build(studio: Studio, page: gr.Tab | None = None) -> None:
+    """The plots fill in when the tab is opened (`page`), and again on Refresh."""
     refresh = gr.Button("Refresh", elem_id="metrics-refresh")
     with gr.Row():
-        times = gr.Plot(label="Seconds per job")
-        outcomes = gr.Plot(label="Jobs by outcome")
-    goals = gr.Plot(label="Benchmarks vs goals")
+        times = gr.Plot(label="Seconds per job", elem_id="metrics-times")
+        outcomes = gr.Plot(label="Jobs by outcome", elem_id="metrics-outcomes")
+    goals = gr.Plot(label="Benchmarks vs goals", elem_id="metrics-goals")
     table = gr.Dataframe(label="Recent jobs", interactive=False)
 
     def show():
@@ -21,4 +22,7 @@ def build(studio: Studio) -> None:
         return (metrics.job_time_figure(jobs), metrics.outcome_figure(jobs),
                 metrics.goals_figure(metrics.bench_results()), jobs.head(50))
 
-    refresh.click(show, None, [times, outcomes, goals, table], api_name="metrics")
+    outputs = [times, outcomes, goals, table]
+    refresh.click(show, None, outputs, api_name="metrics")
+    if page is not None:
+        page.select(show, None, outputs, api_visibility="private")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from studio.params import GenerateParams
+
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -129,6 +131,11 @@ def test_blind_battle_and_keyboard_vote(page, live_studio):
     page.wait_for_function("document.querySelector('#battle-info').innerText.includes('hidden-style')",
                            timeout=30_000)
     assert arena.store.query("SELECT choice FROM votes")[-1]["choice"] == "A"
+    # opening the tab draws the leaderboard with that vote in it, no Refresh needed
+    page.reload()
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#board-ratings .main-svg", timeout=20_000)
+    assert "hidden-style" in page.inner_text("#board-ratings")
 
 
 def test_workflow_picker_fills_the_form_and_runs(page, live_studio):
@@ -209,3 +216,12 @@ def test_train_a_lora_and_watch_it(page, live_studio, tmp_path):
     page.wait_for_function("document.querySelector('#tr-status').innerText.includes('done')", timeout=180_000)
     assert "step 3/3" in page.inner_text("#tr-status")
     assert "browser-lora" in {lo["name"] for lo in live_studio.studio.loras()}
+
+
+def test_metrics_tab_plots_on_opening(page, live_studio):
+    """No Refresh click needed: opening the tab draws the job and benchmark charts (plotly SVGs)."""
+    live_studio.studio.generate(GenerateParams(prompt="for the metrics", steps=2, width=64, height=64))
+    page.get_by_role("tab", name="Metrics").click()
+    for elem in ("#metrics-times", "#metrics-outcomes", "#metrics-goals"):
+        page.wait_for_selector(f"{elem} .main-svg", timeout=20_000)
+    assert "goal" in page.inner_text("#metrics-goals")
