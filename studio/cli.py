@@ -67,6 +67,29 @@ def _studio_token(settings) -> str | None:
     return settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
 
 
+def _post_to_studio(settings, path: str, body: dict) -> dict | int:
+    """POST to the running studio's local API: its JSON reply, or exit code 2 with the reason printed."""
+    import httpx
+
+    url = _studio_url(settings)
+    token = _studio_token(settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        reply = httpx.post(url + path, json=body, headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        print(f"error: the studio's database is in use by another process, and no studio answered at {url} "
+              f"({exc})", file=sys.stderr)
+        return 2
+    if reply.status_code != 202:
+        try:
+            detail = reply.json().get("detail", reply.text)
+        except ValueError:
+            detail = reply.text
+        print(f"error: {detail}", file=sys.stderr)
+        return 2
+    return reply.json()
+
+
 def _remote_job(settings, body: dict, quiet: bool) -> dict | int:
     """Run a job on the running studio (it holds the database): submit it to its jobs API, follow it with a
     progress bar, cancel it on Ctrl-C. The result's files (paths on this machine), or an exit code."""
@@ -79,16 +102,10 @@ def _remote_job(settings, body: dict, quiet: bool) -> dict | int:
     jobs = url + "api/v1/jobs"
     token = _studio_token(settings)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        reply = httpx.post(jobs, json={**body, "source": "cli"}, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        print(f"error: the studio's database is in use by another process, and no studio answered at {url} "
-              f"({exc})", file=sys.stderr)
-        return 2
-    if reply.status_code != 202:
-        print(f"error: {reply.json().get('detail', reply.text)}", file=sys.stderr)
-        return 2
-    job_id = reply.json()["job_id"]
+    reply = _post_to_studio(settings, "api/v1/jobs", {**body, "source": "cli"})
+    if isinstance(reply, int):
+        return reply
+    job_id = reply["job_id"]
     print(f"the studio at {url} is running: job {job_id} runs on its queue", file=sys.stderr)
     try:
         with tqdm(unit="step", disable=quiet, file=sys.stderr) as bar:
@@ -433,36 +450,51 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_training(args: argparse.Namespace, body: dict):
+    """Start the run here, or through the running studio when that holds the database (its child process
+    then belongs to the studio; this command follows the run's files either way). A RunHandle or exit code."""
+    from studio.core import Studio
+    from studio.rest import start_training
+    from studio.store import StoreLockedError
+    from training import runner
+
+    settings = _settings(args)
+    try:
+        studio = Studio(settings)
+    except StoreLockedError:
+        reply = _post_to_studio(settings, "api/v1/train", body)
+        return reply if isinstance(reply, int) else runner.RunHandle(Path(reply["run_dir"]))
+    with studio:
+        return start_training(studio, body)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Start (or resume) a LoRA run in its child process and follow it; Ctrl-C asks it to checkpoint and stop."""
     import time
 
     from tqdm import tqdm
 
-    from studio import training_runs
     from training import runner
 
-    studio = _open_studio(args)
-    if isinstance(studio, int):
-        return studio
     try:
-        with studio:
-            if args.resume:
-                handle = runner.resume_run(training_runs.handle(studio, args.resume).run_dir)
-            else:
-                if not args.dataset:
-                    raise ValueError("train needs --dataset NAME (or --resume RUN)")
-                overrides = {k: getattr(args, k) for k in ("steps", "rank", "resolution", "learning_rate")
-                             if getattr(args, k) is not None}
-                for item in args.set or []:
-                    key, sep, value = item.partition("=")
-                    if not sep:
-                        raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-                    overrides[key.strip()] = runner.coerce_setting(key.strip(), value)
-                handle = training_runs.start(studio, args.dataset, args.preset, args.model, args.name, **overrides)
+        if args.resume:
+            body: dict = {"resume": args.resume}
+        else:
+            overrides = {k: getattr(args, k) for k in ("steps", "rank", "resolution", "learning_rate")
+                         if getattr(args, k) is not None}
+            for item in args.set or []:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+                overrides[key.strip()] = runner.coerce_setting(key.strip(), value)
+            body = {"dataset": args.dataset, "preset": args.preset, "model": args.model, "name": args.name,
+                    "overrides": overrides}
+        handle = _start_training(args, body)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if isinstance(handle, int):
+        return handle
     print(f"run {handle.run_dir}", file=sys.stderr)
     status = handle.status()
     try:

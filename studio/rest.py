@@ -13,6 +13,9 @@ Who may call it: only this machine (loopback clients), and in LAN mode only with
                                    {"kind": "workflow", "name": "walk_cycle", "values": {...}, "generate": {...}}
     GET  /api/v1/jobs/{id}         status, step/total, error; the result's files once done
     POST /api/v1/jobs/{id}/cancel
+    POST /api/v1/train             {"dataset": NAME, "preset": "fast", "model": ..., "name": ..., "overrides": {...}}
+                                   {"resume": RUN_ID}
+                                   -> the run's id and folder; its progress is in the folder's files
 """
 
 from __future__ import annotations
@@ -66,6 +69,27 @@ def submit(studio: Studio, body: dict[str, Any], source: str = "api"):
     return studio.submit_generate(params, source=source)
 
 
+def start_training(studio: Studio, body: dict[str, Any]):
+    """Start (or resume) the LoRA run a request describes; its RunHandle. ValueError for anything malformed."""
+    from studio import training_runs
+    from training import runner
+
+    if not isinstance(body, dict):
+        raise ValueError("a training request is an object")
+    if body.get("resume"):
+        return runner.resume_run(training_runs.handle(studio, str(body["resume"])).run_dir)
+    overrides = body.get("overrides") or {}
+    if not isinstance(body.get("dataset"), str) or not body["dataset"]:
+        raise ValueError("train needs a dataset name (or resume: RUN)")
+    if not isinstance(overrides, dict):
+        raise ValueError("overrides must be an object of training settings")
+    text = {k: body.get(k) for k in ("preset", "model", "name")}
+    if any(v is not None and not isinstance(v, str) for v in text.values()):
+        raise ValueError("preset, model and name must be text")
+    return training_runs.start(studio, body["dataset"], text["preset"] or "balanced", text["model"],
+                               text["name"], **overrides)
+
+
 def job_state(studio: Studio, job_id: str) -> dict[str, Any]:
     from studio.core import NotFound
 
@@ -109,6 +133,14 @@ def rest_app(studio: Studio, token: str | None) -> FastAPI:
     @app.get("/jobs/{job_id}")
     def get_job(job_id: str) -> dict[str, Any]:
         return job_state(studio, job_id)
+
+    @app.post("/train", status_code=202)
+    def post_train(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            handle = start_training(studio, body)
+        except (ValueError, OSError) as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"run_id": handle.run_dir.name, "run_dir": str(handle.run_dir)}
 
     @app.post("/jobs/{job_id}/cancel")
     def cancel_job(job_id: str) -> dict[str, Any]:

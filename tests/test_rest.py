@@ -128,3 +128,22 @@ def test_cli_run_workflow_on_the_running_studio(server, tmp_path):
     assert out.returncode == 0, out.stderr
     files = [Path(line) for line in out.stdout.split()]
     assert files and all(f.is_file() and f.parent == tmp_path for f in files)
+
+
+def test_cli_train_runs_through_the_running_studio(server, tmp_path):
+    """`dgx-pixels train` while the studio holds the database: the studio starts the run (it reads the dataset),
+    the command follows the run's files to the end, and the LoRA lands in the studio's LoRA folder."""
+    from tests.test_train_ui import make_dataset
+
+    make_dataset(server.studio, tmp_path, "restblobs")
+    out = cli(server, "train", "--dataset", "restblobs", "--preset", "fast", "--steps", "2", "--resolution", "64",
+              "--rank", "4", "--name", "rest-lora", "--quiet", "--set", "sample_every=0",
+              "--set", "checkpoint_every=0")
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(out.stdout.split()[-1])
+    assert (run_dir / "final" / "rest-lora.safetensors").is_file()
+    assert "rest-lora" in {lo["name"] for lo in server.studio.loras()}
+    again = cli(server, "train", "--resume", run_dir.name)  # the studio answers for its runs too
+    assert again.returncode == 2 and "already finished" in again.stderr
+    bad = httpx.post(server.url + "api/v1/train", json={"dataset": "no-such-set"}, headers=AUTH)
+    assert bad.status_code == 400 and "no-such-set" in bad.json()["detail"]
