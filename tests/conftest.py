@@ -48,6 +48,16 @@ def make_settings(root: Path, demo_model: Path, **kw):
     return Settings(data_dir=root / "data", models_dir=models, **kw)
 
 
+def fresh_tiny_pipe():
+    """A new in-memory tiny SDXL pipeline with progress bars off: for tests that add adapters or switch
+    padding on it, so each module gets its own."""
+    from studio.demo import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @pytest.fixture
 def settings(tmp_path, demo_model):
     return make_settings(tmp_path, demo_model)

@@ -30,12 +30,11 @@ def sprites(n: int = 2, size: tuple[int, int] = (64, 48)) -> list[Image.Image]:
 
 
 def tiny_pipe(prediction_type: str = "epsilon"):
-    from studio.demo import build_tiny_pipeline
+    from tests.conftest import fresh_tiny_pipe
 
-    pipe = build_tiny_pipeline()
+    pipe = fresh_tiny_pipe()
     if prediction_type != "epsilon":
         pipe.scheduler.register_to_config(prediction_type=prediction_type)
-    pipe.set_progress_bar_config(disable=True)
     return pipe
 
 

@@ -31,11 +31,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def pipe():
-    from studio.demo import build_tiny_pipeline
+    from tests.conftest import fresh_tiny_pipe
 
-    p = build_tiny_pipeline()
-    p.set_progress_bar_config(disable=True)
-    return p
+    return fresh_tiny_pipe()
 
 
 def job(**kw) -> GenerateParams:
