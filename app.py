@@ -2,7 +2,7 @@
 
 import sys
 
-from studio.cli import main
+from studio.frontends.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

@@ -34,10 +34,10 @@ def main() -> None:
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image
 
-    from studio.compare import BattleSettings, Contender
     from studio.core import Studio
-    from studio.demo import ensure_demo_model
+    from studio.features.compare import BattleSettings, Contender
     from studio.params import GenerateParams, LoraRef
+    from studio.sdxl.demo import ensure_demo_model
     from studio.settings import Settings
     from training.lora import LoraTrainConfig, save_lora, train_lora
 

@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from studio.ratings import leaderboard, simulate_votes  # noqa: E402
+from studio.features.ratings import leaderboard, simulate_votes  # noqa: E402
 
 BUDGET_S = 2.0
 

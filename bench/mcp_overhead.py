@@ -40,8 +40,8 @@ def main() -> None:
 
     from pipelines.pixel import PixelParams
     from studio.core import Studio
+    from studio.frontends.server import create_app
     from studio.params import GenerateParams
-    from studio.server import create_app
     from studio.settings import Settings
 
     torch.set_num_threads(1)

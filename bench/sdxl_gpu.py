@@ -43,7 +43,8 @@ class Bench:
     def __init__(self, args) -> None:
         import torch
 
-        from studio.demo import (
+        from studio.manager import pick_device
+        from studio.sdxl.demo import (
             SDXL_CLIP,
             SDXL_CLIP_2,
             SDXL_UNET,
@@ -54,7 +55,6 @@ class Bench:
             TINY_UNET,
             TINY_VAE,
         )
-        from studio.manager import pick_device
 
         self.args = args
         self.device, self.dtype = pick_device("auto")
@@ -122,7 +122,7 @@ class Bench:
     def build(self) -> dict:
         import torch
 
-        from studio.demo import build_random_pipeline
+        from studio.sdxl.demo import build_random_pipeline
 
         unet, vae, clip, clip_2, vocab = self.arch
         t = time.perf_counter()

@@ -69,8 +69,8 @@ def main() -> None:
 
     from pipelines.pixel import PixelParams, pixelate
     from studio.core import Studio
-    from studio.demo import ensure_demo_model
     from studio.params import GenerateParams, LoraRef
+    from studio.sdxl.demo import ensure_demo_model
     from studio.settings import Settings
     from training.lora import LoraTrainConfig, save_lora, train_lora
 

@@ -138,7 +138,7 @@ def main() -> None:
         print(json.dumps(interleaved(args) if args.mode == "interleaved" else worker(args)))
         return
     if args.model is None:
-        from studio.demo import ensure_demo_model
+        from studio.sdxl.demo import ensure_demo_model
 
         args.model = ensure_demo_model(Path(tempfile.gettempdir()) / "dgxp-bench-demo-tiny")
     if args.size is None:

@@ -38,10 +38,17 @@ def main() -> int:
     import torch
     from safetensors.torch import save_file
 
-    from studio.demo import SDXL_CLIP, SDXL_CLIP_2, SDXL_UNET, SDXL_VAE, SDXL_VOCAB, build_random_pipeline
     from studio.manager import PipelineManager
     from studio.registry import HashCache, Registry
-    from studio.sgm_keys import pipeline_to_single_file
+    from studio.sdxl.demo import (
+        SDXL_CLIP,
+        SDXL_CLIP_2,
+        SDXL_UNET,
+        SDXL_VAE,
+        SDXL_VOCAB,
+        build_random_pipeline,
+    )
+    from studio.sdxl.sgm_keys import pipeline_to_single_file
 
     t = time.time()
     root = Path(tempfile.mkdtemp(prefix="full-sdxl-"))

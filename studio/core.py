@@ -14,13 +14,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.demo import ensure_demo_model
 from studio.files import atomic_write_bytes, save_png
 from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
 from studio.metadata import pnginfo
 from studio.params import GenerateParams, ParamsError, new_seed
 from studio.registry import HashCache, Registry, read_safetensors_header
+from studio.sdxl.demo import ensure_demo_model
 from studio.settings import DEMO_MODEL, Settings
 from studio.store import Store
 
@@ -105,7 +105,7 @@ class Studio:
         self.queue = JobQueue(self.store, {"generate": self._run_generate, "sheet": self._run_sheet,
                                            "tileset": self._run_tileset, "batch": self._run_batch,
                                            "variation": self._run_variation}, hold=self._training_hold)
-        from studio.compare import Arena
+        from studio.features.compare import Arena
 
         self.arena = Arena(self)
 
@@ -113,7 +113,7 @@ class Studio:
         """With `pause_generation_while_training`, generation waits while a training run is alive."""
         if not self.settings.pause_generation_while_training:
             return None
-        from studio import training_runs
+        from studio.features import training_runs
 
         return "a LoRA training run has the GPU" if training_runs.active(self) else None
 

@@ -171,7 +171,7 @@ class Registry:
 
         Order: a `<name>.config/` folder beside the file; the demo model's folder when the file has the demo's
         tiny architecture; `models/configs/sdxl-base/` if the user put SDXL's configs there; else the built-in
-        SDXL base 1.0 folder, written once to `models/configs/sdxl-base-builtin/` (`studio.sdxl_config`), so no
+        SDXL base 1.0 folder, written once to `models/configs/sdxl-base-builtin/` (`studio.sdxl.builtin_config`), so no
         network is ever needed. A file that is not SDXL (SD 1.x/2.x, a refiner) is refused by name here.
         """
         sidecar = entry.path.with_suffix(".config")
@@ -193,7 +193,7 @@ class Registry:
             return str(shared)
         builtin = self.models_dir / "configs" / "sdxl-base-builtin"
         if not (builtin / "model_index.json").is_file():
-            from studio.sdxl_config import write_sdxl_config
+            from studio.sdxl.builtin_config import write_sdxl_config
 
             write_sdxl_config(builtin)
         return str(builtin)

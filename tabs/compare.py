@@ -11,8 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.compare import BattleSettings, Contender
 from studio.core import Studio
+from studio.features.compare import BattleSettings, Contender
 from studio.params import LoraRef
 from tabs.common import wait_for
 
@@ -174,7 +174,7 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
     sw_run.click(run_sweep, [sw_prompt, sw_seed, sw_axis, sw_lora, sw_values, sw_steps], sw_grid, api_name="sweep")
 
     def show_board(pset):
-        from studio.ratings import head_to_head_figure, ratings_figure
+        from studio.features.ratings import head_to_head_figure, ratings_figure
 
         board = arena.leaderboard(None if pset in (None, "(all)") else pset)
         import pandas as pd

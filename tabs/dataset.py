@@ -10,8 +10,8 @@ import gradio as gr
 import pandas as pd
 import plotly.express as px
 
-from studio import datasets
 from studio.core import Studio
+from studio.features import dataset_library as datasets
 from training import dataset as dset
 
 PAGE = 24

@@ -51,7 +51,7 @@ def _owner(request: gr.Request | None) -> str | None:
 
 
 def build(studio: Studio) -> None:
-    from studio.workflows import workflows_for
+    from studio.features.workflows import workflows_for
 
     models = [m["name"] for m in studio.models()]
     palettes = _palette_names()
@@ -201,7 +201,7 @@ def build(studio: Studio) -> None:
                     api_name="pick_workflow")
 
     def run_flow(name, values_text, seed_, steps_, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        from studio.workflows import run_workflow
+        from studio.features.workflows import run_workflow
 
         values = dict(line.split("=", 1) for line in (values_text or "").splitlines() if "=" in line)
         values = {k.strip(): v.strip() for k, v in values.items()}
@@ -294,7 +294,7 @@ def build(studio: Studio) -> None:
     )
 
     def send_to_bevy(job_id: str, assets: str, name: str, kind: str):
-        from studio.deploy import deploy
+        from studio.features.deploy import deploy
 
         if not job_id:
             raise gr.Error("generate something first")

@@ -1,11 +1,11 @@
-"""Metrics tab: job history and benchmark results, plotted. Layout only; the numbers come from studio.metrics."""
+"""Metrics tab: job history and benchmark results, plotted. Layout only; the numbers come from studio.features.metrics."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from studio import metrics
 from studio.core import Studio
+from studio.features import metrics
 
 
 def build(studio: Studio, page: gr.Tab | None = None) -> None:

@@ -1,6 +1,6 @@
 """Train tab: start a LoRA run from a dataset and a preset, watch it live, stop / resume, compare the result.
 
-Layout and wiring only: runs are started and read through `studio.training_runs`. A timer refreshes the
+Layout and wiring only: runs are started and read through `studio.features.training_runs`. A timer refreshes the
 selected run's loss/lr plot, samples and log every few seconds.
 """
 
@@ -13,8 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from studio import datasets, training_runs
 from studio.core import Studio
+from studio.features import dataset_library as datasets
+from studio.features import training_runs
 from training import runner
 
 # (TrainConfig field, label, kind): int/float numbers, "float?" where 0 or blank means off (None), bool, or a

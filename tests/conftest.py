@@ -31,7 +31,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> Path:
-    from studio.demo import ensure_demo_model
+    from studio.sdxl.demo import ensure_demo_model
 
     return ensure_demo_model(tmp_path_factory.mktemp("demo") / "demo-tiny")
 
@@ -51,7 +51,7 @@ def make_settings(root: Path, demo_model: Path, **kw):
 def fresh_tiny_pipe():
     """A new in-memory tiny SDXL pipeline with progress bars off: for tests that add adapters or switch
     padding on it, so each module gets its own."""
-    from studio.demo import build_tiny_pipeline
+    from studio.sdxl.demo import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -81,7 +81,7 @@ def lora_files(tmp_path_factory, demo_model) -> dict[str, Path]:
     from peft.utils import get_peft_model_state_dict
     from PIL import Image
 
-    from studio.demo import TINY_UNET
+    from studio.sdxl.demo import TINY_UNET
     from training.lora import LoraTrainConfig, save_lora, train_lora
     from training.lora_formats import save_kohya
 
@@ -124,7 +124,7 @@ class LiveServer:
     def __init__(self, studio):
         import uvicorn
 
-        from studio.server import create_app
+        from studio.frontends.server import create_app
 
         self.studio = studio
         self.port = free_port()

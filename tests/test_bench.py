@@ -31,7 +31,7 @@ def test_sdxl_gpu_benchmark_runs_every_phase_on_the_tiny_architecture(tmp_path):
 
 
 def test_metrics_tab_plots_every_goal():
-    from studio.metrics import goals_figure
+    from studio.features.metrics import goals_figure
 
     results = {"studio_overhead": {"generation": {"ratio": 1.0}, "lora_switch": {"speedup": 40}},
                "mcp_overhead": {"generate_sprite": {"overhead_ms": 20}},

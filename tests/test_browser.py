@@ -107,7 +107,7 @@ def test_drop_png_restores_settings(page, live_studio):
 
 
 def test_blind_battle_and_keyboard_vote(page, live_studio):
-    from studio.compare import Contender
+    from studio.features.compare import Contender
     from studio.params import LoraRef
 
     arena = live_studio.studio.arena
@@ -191,7 +191,7 @@ def test_dataset_import_caption_and_keyboard(page, live_studio, tmp_path):
 
 
 def test_train_a_lora_and_watch_it(page, live_studio, tmp_path):
-    from studio import datasets
+    from studio.features import dataset_library as datasets
 
     ds = datasets.create(live_studio.studio, "browser-blobs", trigger="bb")
     paths = []

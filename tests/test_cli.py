@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli import main
+from studio.frontends.cli import main
 from studio.metadata import params_from_png
 from tests.conftest import make_settings
 

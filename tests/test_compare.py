@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.compare import BattleSettings, CompareError, Contender
+from studio.features.compare import BattleSettings, CompareError, Contender
 from studio.params import LoraRef
 
 FAST = BattleSettings(steps=2)
@@ -109,8 +109,8 @@ def test_prompt_sets(arena, studio):
 
 
 def test_leaderboard_from_votes_and_cli(arena, studio, capsys):
-    from studio.cli import main
-    from studio.ratings import leaderboard
+    from studio.features.ratings import leaderboard
+    from studio.frontends.cli import main
 
     outcomes = ["A", "A", "B", "tie", "both_bad", "A"]
     for i, choice in enumerate(outcomes):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from studio.datasets import statistics_figures
+from studio.features.dataset_library import statistics_figures
 from training.captioning import StructuredCaptioner
 from training.dataset import (
     NEAR_DUPLICATE_BITS,
@@ -346,7 +346,7 @@ def test_hostile_input_is_reported_and_nothing_escapes(tmp_path) -> None:
 def test_statistics_over_the_api(live_studio, tmp_path) -> None:
     from gradio_client import Client
 
-    from studio import datasets
+    from studio.features import dataset_library as datasets
 
     ds = datasets.create(live_studio.studio, "pyxel_stats", trigger=TRIGGER)
     for i, (_, a) in enumerate(SPRITES[:4]):

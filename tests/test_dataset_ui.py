@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli import main
+from studio.frontends.cli import main
 
 
 def sprite(tmp_path, name: str, seed: int, scale: int = 8):

@@ -11,7 +11,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from studio.demo import (  # noqa: E402
+from studio.sdxl.demo import (  # noqa: E402
     DEMO_VERSION,
     SDXL_CLIP,
     SDXL_CLIP_2,

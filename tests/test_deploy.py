@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli import main
-from studio.deploy import deploy
-from studio.export import ExportError
+from studio.features.deploy import deploy
+from studio.features.export import ExportError
+from studio.frontends.cli import main
 from studio.params import GenerateParams
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "studio" / "schemas"

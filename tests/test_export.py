@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import studio.export as export
-from studio.export import (
+import studio.features.export as export
+from studio.features.export import (
     Animation,
     ExportError,
     bevy_snippet,

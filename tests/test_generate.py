@@ -129,7 +129,7 @@ def test_lora_weight_zero_equals_base(studio, lora_files):
 def test_single_file_checkpoint_matches_its_diffusers_twin(studio):
     from safetensors.torch import save_file
 
-    from studio.sgm_keys import pipeline_to_single_file
+    from studio.sdxl.sgm_keys import pipeline_to_single_file
 
     pipe = studio.manager.pipeline("demo-tiny")
     save_file(pipeline_to_single_file(pipe), str(studio.settings.checkpoints_dir / "tiny-single.safetensors"))
@@ -263,7 +263,7 @@ def test_bases_are_an_lru_bounded_by_bytes(tmp_path, demo_model):
     from safetensors.torch import save_file
 
     from studio.core import Studio
-    from studio.sgm_keys import pipeline_to_single_file
+    from studio.sdxl.sgm_keys import pipeline_to_single_file
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, demo_model, model_cache_gb=0.015)  # room for one ~11 MB tiny base

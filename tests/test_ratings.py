@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from studio.ratings import (
+from studio.features.ratings import (
     Leaderboard,
     Vote,
     assign_ranks,

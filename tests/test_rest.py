@@ -55,7 +55,7 @@ def wait(server, job_id: str, timeout: float = 120) -> dict:
 
 def cli(server, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "studio.cli", "--config", str(server.config_file), *args],
+    return subprocess.run([sys.executable, "-m", "studio.frontends.cli", "--config", str(server.config_file), *args],
                           capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
 
 

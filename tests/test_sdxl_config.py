@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from studio.registry import HashCache, ModelError, Registry  # noqa: E402
-from studio.sdxl_config import write_sdxl_config  # noqa: E402
+from studio.sdxl.builtin_config import write_sdxl_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_ten_jobs_from_two_clients_over_http(live_studio):
 def test_lan_mode_refuses_to_start_without_password(settings):
     import dataclasses
 
-    from studio.server import check_bind
+    from studio.frontends.server import check_bind
 
     with pytest.raises(ValueError, match="LAN mode needs a password"):
         check_bind(dataclasses.replace(settings, lan=True))

@@ -8,7 +8,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from studio import datasets, training_runs
+from studio.features import dataset_library as datasets
+from studio.features import training_runs
 from studio.params import GenerateParams, LoraRef
 
 TINY = {"steps": 6, "resolution": 64, "rank": 4, "alpha": 4.0, "learning_rate": 1e-3, "batch_size": 1,
@@ -103,7 +104,7 @@ def test_train_tab_over_the_api(live_studio, tmp_path):
 
 
 def test_train_command_and_resume_refusal(studio, tmp_path, capsys):
-    from studio.cli import main
+    from studio.frontends.cli import main
 
     make_dataset(studio, tmp_path, "cliblobs")
     studio.close()

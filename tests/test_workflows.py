@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli import main
-from studio.deploy import deploy
-from studio.workflows import BUILTIN_DIR, WorkflowError, load_workflows, run_workflow
+from studio.features.deploy import deploy
+from studio.features.workflows import BUILTIN_DIR, WorkflowError, load_workflows, run_workflow
+from studio.frontends.cli import main
 
 FAST = {"steps": 2, "seed": 11}
 
@@ -46,7 +46,7 @@ def test_malformed_template_names_file_and_field(tmp_path, text, message):
 
 
 def test_user_template_appears_without_code(studio):
-    from studio.workflows import workflows_for
+    from studio.features.workflows import workflows_for
 
     folder = studio.settings.data_dir / "workflows"
     folder.mkdir()

@@ -2,7 +2,7 @@
 
 Those tools expect the original SGM block names (`lora_unet_input_blocks_4_1_…`), `lora_down`/`lora_up` and a
 per-module `.alpha`. diffusers' own kohya converter keeps diffusers block names, which ComfyUI ignores, so the
-block renaming comes from `studio.sgm_keys`, the same map single-file checkpoints are written with. The text
+block renaming comes from `studio.sdxl.sgm_keys`, the same map single-file checkpoints are written with. The text
 encoders keep their transformers module paths under `lora_te1_` / `lora_te2_` (kohya's SDXL names:
 `lora_te1_text_model_encoder_layers_0_self_attn_q_proj`).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from studio.sgm_keys import unet_block_map, unet_module_to_sgm
+from studio.sdxl.sgm_keys import unet_block_map, unet_module_to_sgm
 
 # peft names (lora_A/B) and diffusers' own (lora.down/up; lora_linear_layer.down/up for text encoders) -> kohya's
 _DOWN_UP = {".lora_A": "lora_down", ".lora_B": "lora_up", ".lora.down": "lora_down", ".lora.up": "lora_up",

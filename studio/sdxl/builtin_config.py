@@ -3,8 +3,8 @@
 `from_single_file` needs the pipeline's layout (model_index.json, each component's config, both tokenizers,
 the scheduler) besides the weights; without a folder it fetches stabilityai/stable-diffusion-xl-base-1.0's
 from the hub. This writes the same folder from what the repo has: the architecture constants in
-`studio.demo` (whose parameter counts tests/test_demo_model.py checks) and CLIP's byte-pair merges in
-`studio/data/` (the tokenizer both SDXL text encoders use; tokenizer_2 pads with "!" as SDXL's does).
+`studio.sdxl.demo` (whose parameter counts tests/test_demo_model.py checks) and CLIP's byte-pair merges in
+`studio/sdxl/data/` (the tokenizer both SDXL text encoders use; tokenizer_2 pads with "!" as SDXL's does).
 The text encoders keep the hub configs' legacy token ids (bos 0, eos 2, pad 1): transformers then pools
 at the highest token id, the end-of-text token, as SDXL was trained.
 """
@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from studio.demo import (
+from studio.sdxl.demo import (
     SDXL_CLIP,
     SDXL_CLIP_2,
     SDXL_SCHEDULER,

@@ -127,10 +127,10 @@ def _remote_job(settings, body: dict, quiet: bool) -> dict | int:
 
 
 def _run_job(args: argparse.Namespace, body: dict) -> dict | int:
-    """The job `body` describes (see studio.rest), run in this process, or on the running studio when that
-    holds the database. Its files as `studio.rest.result_dict` gives them, or an exit code."""
+    """The job `body` describes (see studio.frontends.rest), run in this process, or on the running studio when that
+    holds the database. Its files as `studio.frontends.rest.result_dict` gives them, or an exit code."""
     from studio.core import Studio
-    from studio.rest import result_dict, submit
+    from studio.frontends.rest import result_dict, submit
     from studio.store import StoreLockedError
 
     try:
@@ -173,7 +173,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _quiet_libraries()
-    from studio.server import serve
+    from studio.frontends.server import serve
 
     settings = _settings(args, host=args.host, port=args.port, lan=True if args.lan else None)
     return serve(settings)
@@ -341,8 +341,8 @@ def _finish(studio, job, quiet: bool):
 
 
 def cmd_workflows(args: argparse.Namespace) -> int:
+    from studio.features.workflows import BUILTIN_DIR, load_workflows
     from studio.settings import load_settings
-    from studio.workflows import BUILTIN_DIR, load_workflows
 
     settings = load_settings(Path(args.config) if args.config else None)
     flows = load_workflows(BUILTIN_DIR, settings.data_dir / "workflows")
@@ -380,8 +380,8 @@ def cmd_run_workflow(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from studio.deploy import deploy
-    from studio.export import ExportError
+    from studio.features.deploy import deploy
+    from studio.features.export import ExportError
 
     studio = _open_studio(args)
     if isinstance(studio, int):
@@ -401,7 +401,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     """create / import / check / caption / export: the Dataset tab's operations from the shell."""
-    from studio import datasets
+    from studio.features import dataset_library as datasets
     from training import dataset as dset
     from training.captioning import find_captioners
 
@@ -454,7 +454,7 @@ def _start_training(args: argparse.Namespace, body: dict):
     """Start the run here, or through the running studio when that holds the database (its child process
     then belongs to the studio; this command follows the run's files either way). A RunHandle or exit code."""
     from studio.core import Studio
-    from studio.rest import start_training
+    from studio.frontends.rest import start_training
     from studio.store import StoreLockedError
     from training import runner
 

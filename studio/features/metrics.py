@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from studio.store import Store
 
-BENCH_RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+BENCH_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
 def jobs_frame(store: Store, limit: int = 5000) -> pd.DataFrame:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from studio.core import Studio
     from studio.jobs import Job
 
-BUILTIN_DIR = Path(__file__).resolve().parents[1] / "workflows"
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "workflows"
 KINDS = ("sprite", "batch", "sheet", "tileset")
 _TOP = {"name", "description", "kind", "prompt", "negative", "values", "items", "generate", "pixel", "sheet", "tiles"}
 

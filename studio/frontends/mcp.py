@@ -201,7 +201,7 @@ def build_mcp(studio: Studio) -> FastMCP:
     @mcp.tool
     def list_workflows() -> list[dict]:
         """Workflow templates (built in and the user's own) with their placeholders and defaults."""
-        from studio.workflows import workflows_for
+        from studio.features.workflows import workflows_for
 
         return [{"name": w.name, "kind": w.kind, "description": w.description,
                  "values": {k: w.values.get(k) for k in w.placeholders}, "items": list(w.items)}
@@ -216,7 +216,7 @@ def build_mcp(studio: Studio) -> FastMCP:
         ctx: Context | None = None,
     ) -> ToolResult:
         """Run a workflow template (sprite, item batch, animation sheet or tileset) and return its output."""
-        from studio.workflows import run_workflow as run
+        from studio.features.workflows import run_workflow as run
 
         try:
             job = run(studio, name, values or {}, source="mcp", generate={"seed": seed} if seed is not None else None)
@@ -254,8 +254,8 @@ def build_mcp(studio: Studio) -> FastMCP:
     ) -> dict:
         """Write a sprite, sheet or tileset into a Bevy project's assets folder (atomically), record it in
         assets/sprites/manifest.json, and return the files written and a Rust snippet that loads it."""
-        from studio.deploy import deploy
-        from studio.export import ExportError
+        from studio.features.deploy import deploy
+        from studio.features.export import ExportError
 
         roots = studio.settings.project_roots
         if not roots:

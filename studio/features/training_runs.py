@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from studio import datasets
+from studio.features import dataset_library as datasets
 from training import runner
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def compare_against_base(studio: Studio, run_id: str) -> tuple[str, str, str]:
     so the Compare tab can battle them at once. Returns (base contender, LoRA contender, prompt set)."""
     import json
 
-    from studio.compare import Contender
+    from studio.features.compare import Contender
     from studio.params import LoraRef
 
     cfg = json.loads((handle(studio, run_id).run_dir / "config.json").read_text(encoding="utf-8"))

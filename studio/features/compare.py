@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SLOTS = "ABCD"
 CHOICES_2 = {"A": "a", "B": "b", "tie": "tie", "both_bad": "both_bad"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+@:-]{0,63}$")
-PROMPT_SETS_DIR = Path(__file__).resolve().parents[1] / "workflows" / "prompt_sets"
+PROMPT_SETS_DIR = Path(__file__).with_name("prompt_sets")
 
 
 class CompareError(ValueError):
@@ -145,7 +145,7 @@ class Arena:
         return (rng or random).choice(sets[prompt_set])
 
     def surprise_pair(self) -> tuple[str, str]:
-        from studio.ratings import most_uncertain_pair
+        from studio.features.ratings import most_uncertain_pair
 
         names = [c.name for c in self.contenders()]
         if len(names) < 2:
@@ -251,7 +251,7 @@ class Arena:
 
     def votes(self, prompt_set: str | None = None) -> list:
         """Every vote as pairwise `ratings.Vote`s (a 'best of N' becomes best-beats-each-other)."""
-        from studio.ratings import Vote, votes_from_ranking
+        from studio.features.ratings import Vote, votes_from_ranking
 
         rows = self.store.query(
             "SELECT v.battle_id, v.choice, b.prompt, b.prompt_set FROM votes v JOIN battles b ON b.id = v.battle_id "
@@ -271,7 +271,7 @@ class Arena:
         return out
 
     def leaderboard(self, prompt_set: str | None = None, rounds: int = 200, min_votes: int = 20):
-        from studio.ratings import leaderboard
+        from studio.features.ratings import leaderboard
 
         return leaderboard(self.votes(prompt_set), rounds=rounds, min_votes=min_votes,
                            names=[c.name for c in self.contenders()])

@@ -85,8 +85,8 @@ def check_bind(settings: Settings) -> None:
 def create_app(studio: Studio) -> FastAPI:
     from starlette.routing import Mount
 
-    from studio.mcp import load_or_create_token, mcp_asgi_app
-    from studio.rest import rest_app
+    from studio.frontends.mcp import load_or_create_token, mcp_asgi_app
+    from studio.frontends.rest import rest_app
 
     settings = studio.settings
     check_bind(settings)

@@ -1,7 +1,7 @@
 """Send studio output into a Bevy project: resolve a job or image, export it, record it in the manifest.
 
 One function for the CLI (`dgx-pixels export`), the Generate tab's "Send to Bevy" button and MCP's
-`deploy_to_bevy`. The file writing itself (path safety, atomic replace) is `studio.export`'s job; this module
+`deploy_to_bevy`. The file writing itself (path safety, atomic replace) is `studio.features.export`'s job; this module
 decides *what* to export and keeps `assets/sprites/manifest.json`, which lists every exported asset so a game
 (or the example viewer) can load them all without knowing their names.
 """
@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from studio.export import Animation, ExportError, ExportResult, export_sheet, export_sprite, export_tileset
+from studio.features.export import (
+    Animation,
+    ExportError,
+    ExportResult,
+    export_sheet,
+    export_sprite,
+    export_tileset,
+)
 from studio.files import atomic_write_bytes
 
 if TYPE_CHECKING:

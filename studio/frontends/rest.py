@@ -45,7 +45,7 @@ def result_dict(result) -> dict[str, Any]:
 
 def submit(studio: Studio, body: dict[str, Any], source: str = "api"):
     """The job a request describes, queued; ValueError (a clear message) for anything malformed."""
-    from studio.workflows import run_workflow
+    from studio.features.workflows import run_workflow
 
     if not isinstance(body, dict) or body.get("kind") not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -71,7 +71,7 @@ def submit(studio: Studio, body: dict[str, Any], source: str = "api"):
 
 def start_training(studio: Studio, body: dict[str, Any]):
     """Start (or resume) the LoRA run a request describes; its RunHandle. ValueError for anything malformed."""
-    from studio import training_runs
+    from studio.features import training_runs
     from training import runner
 
     if not isinstance(body, dict):
@@ -108,7 +108,7 @@ def job_state(studio: Studio, job_id: str) -> dict[str, Any]:
 
 def rest_app(studio: Studio, token: str | None) -> FastAPI:
     """The API as an app to mount at /api/v1 (behind BearerAuth when a token is set)."""
-    from studio.mcp import BearerAuth
+    from studio.frontends.mcp import BearerAuth
 
     app = FastAPI(title="DGX-Pixels Studio jobs API")
     if token:
