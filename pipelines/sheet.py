@@ -14,10 +14,8 @@ frames, so the sheet has uniform cells and consistent colours (the Bevy contract
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import io
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +30,7 @@ from pipelines.pixel import (
     shared_palette,
     upscale_nearest,
 )
-from pipelines.sprite import StepFn, render
+from pipelines.render import StepFn, img2img, img2img_pipeline, img2img_steps, offset_steps, render
 from studio.params import MAX_SIDE, GenerateParams, checked_fields
 
 STRATEGIES = ("strip", "img2img")
@@ -140,37 +138,6 @@ class SheetOutput:
 # ----------------------------------------------------------------------------------------
 # rendering
 # ----------------------------------------------------------------------------------------
-def img2img_pipeline(pipe):
-    """An SDXL img2img pipeline on the resident pipeline's modules: same objects, so same LoRAs and device."""
-    from diffusers import StableDiffusionXLImg2ImgPipeline
-
-    accepted = inspect.signature(StableDiffusionXLImg2ImgPipeline.__init__).parameters
-    parts = {k: v for k, v in pipe.components.items() if k in accepted}
-    i2i = StableDiffusionXLImg2ImgPipeline(
-        **parts,
-        force_zeros_for_empty_prompt=pipe.config.get("force_zeros_for_empty_prompt", True),
-        add_watermarker=getattr(pipe, "watermark", None) is not None,
-    )
-    i2i.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
-    return i2i
-
-
-def img2img_steps(steps: int, strength: float) -> tuple[int, int]:
-    """(num_inference_steps to ask for, denoising steps that will run). diffusers runs int(steps * strength)
-    of them and refuses zero, so few steps at low strength are raised until one runs."""
-    num = steps
-    while int(num * strength) < 1:
-        num += 1
-    return num, min(int(num * strength), num)
-
-
-def _offset(on_step: StepFn | None, offset: int, frame_steps: int, total: int) -> StepFn | None:
-    """Per-render progress -> progress over the whole sheet (clamped to this render's share)."""
-    if on_step is None:
-        return None
-    return lambda done, _n: on_step(offset + min(done, frame_steps), total)
-
-
 def strip_frame_size(width: int, height: int, frames: int) -> tuple[int, int]:
     """Render size of one strip frame: the job's size, shrunk (aspect kept, multiples of 8) when the strip
     would be wider than the widest render allowed (studio.params.MAX_SIDE)."""
@@ -185,41 +152,23 @@ def _render_strip(pipe, params: GenerateParams, spec: SheetSpec, on_step: StepFn
     fw, fh = strip_frame_size(params.width, params.height, n)
     prompt = f"{params.prompt}, sprite sheet, {n} frames, {spec.animation} cycle, side by side"
     job = dataclasses.replace(params, prompt=prompt, width=n * fw, height=fh, count=1)
-    strip = render(pipe, job, _offset(on_step, 0, params.steps, params.steps))[0]
+    strip = render(pipe, job, offset_steps(on_step, 0, params.steps, params.steps))[0]
     cells = [strip.crop((i * fw, 0, (i + 1) * fw, fh)) for i in range(n)]
     return cells, [prompt]
 
 
 def _render_img2img(pipe, params: GenerateParams, spec: SheetSpec, on_step: StepFn | None):
-    import torch
-
     poses = pose_prompts(spec.animation, spec.frames)
     prompts = [f"{params.prompt}, {spec.animation}, {pose}" for pose in poses]
-    num, i2i_steps = img2img_steps(params.steps, spec.strength)
+    _, i2i_steps = img2img_steps(params.steps, spec.strength)
     total = params.steps + (spec.frames - 1) * i2i_steps
     first = dataclasses.replace(params, prompt=prompts[0], count=1)
-    raws = [render(pipe, first, _offset(on_step, 0, params.steps, total))[0]]
+    raws = [render(pipe, first, offset_steps(on_step, 0, params.steps, total))[0]]
     i2i = img2img_pipeline(pipe)
     for i, prompt in enumerate(prompts[1:]):
-        report = _offset(on_step, params.steps + i * i2i_steps, i2i_steps, total)
-
-        def callback(_pipe, step: int, _t, kwargs, report: Callable | None = report):
-            if report is not None:
-                report(step + 1, i2i_steps)
-            return kwargs
-
-        with torch.inference_mode():
-            out = i2i(
-                prompt=prompt,
-                negative_prompt=params.negative or None,
-                image=raws[0],
-                strength=spec.strength,
-                num_inference_steps=num,
-                guidance_scale=params.guidance,
-                generator=torch.Generator(device="cpu").manual_seed(params.seed),
-                callback_on_step_end=callback,
-            )
-        raws.append(out.images[0])
+        report = offset_steps(on_step, params.steps + i * i2i_steps, i2i_steps, total)
+        frame = dataclasses.replace(params, prompt=prompt)
+        raws.append(img2img(i2i, frame, raws[0], spec.strength, params.seed, report))
     return raws, prompts
 
 

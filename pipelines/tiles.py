@@ -30,7 +30,7 @@ from PIL import Image
 from pipelines.pixel import PixelParams, apply_palette, load_palette, palette_from_images, upscale_nearest
 from pipelines.pixel.color import oklab_distance, rgb_to_oklab
 from pipelines.pixel.grid import AxisGrid, Grid, detect_grid, sample_cells
-from pipelines.sprite import StepFn, render
+from pipelines.render import StepFn, render
 from studio.params import GenerateParams, checked_fields
 
 SEAM_TOLERANCE = 1.0  # the spec: the wrap step may be no larger than the typical interior step

@@ -14,8 +14,7 @@ from typing import Any
 from PIL import Image
 
 from pipelines.pixel import PixelParams, pixelate
-from pipelines.sheet import img2img_pipeline, img2img_steps
-from pipelines.sprite import SpriteOutput, StepFn
+from pipelines.render import SpriteOutput, StepFn, img2img, img2img_pipeline, img2img_steps, offset_steps
 from studio.params import GenerateParams
 
 
@@ -47,10 +46,8 @@ def init_image(source: Image.Image, width: int, height: int) -> Image.Image:
 def generate_variations(pipe, params: GenerateParams, source: Image.Image, strength: float,
                         on_step: StepFn | None = None) -> list[SpriteOutput]:
     """params.count variations (seeds seed..seed+count-1) of `source`, each cleaned to the source's size."""
-    import torch
-
     start = init_image(source, params.width, params.height)
-    num, runs = img2img_steps(params.steps, strength)
+    _, runs = img2img_steps(params.steps, strength)
     i2i = img2img_pipeline(pipe)
     total = runs * params.count
     pixel = params.pixel or PixelParams()
@@ -58,15 +55,6 @@ def generate_variations(pipe, params: GenerateParams, source: Image.Image, stren
         pixel = dataclasses.replace(pixel, size=source.size, size_mode="exact")
     outputs = []
     for i, seed in enumerate(params.seeds()):
-
-        def callback(_pipe, step: int, _t, kwargs, base: int = i * runs):
-            if on_step is not None:
-                on_step(base + min(step + 1, runs), total)
-            return kwargs
-
-        with torch.inference_mode():
-            raw = i2i(prompt=params.prompt, negative_prompt=params.negative or None, image=start, strength=strength,
-                      num_inference_steps=num, guidance_scale=params.guidance,
-                      generator=torch.Generator(device="cpu").manual_seed(seed), callback_on_step_end=callback).images[0]
+        raw = img2img(i2i, params, start, strength, seed, offset_steps(on_step, i * runs, runs, total))
         outputs.append(SpriteOutput(seed, raw, pixelate(raw, pixel).image))
     return outputs

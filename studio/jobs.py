@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.sprite import Cancelled
+from pipelines.render import Cancelled
 from studio.store import Store
 
 log = logging.getLogger(__name__)

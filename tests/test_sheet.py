@@ -13,17 +13,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from pipelines.render import Cancelled, img2img_pipeline, img2img_steps  # noqa: E402
 from pipelines.sheet import (  # noqa: E402
     SheetSpec,
     generate_sheet,
     gif_duration_ms,
-    img2img_pipeline,
-    img2img_steps,
     make_gif,
     pose_prompts,
     strip_frame_size,
 )
-from pipelines.sprite import Cancelled  # noqa: E402
 from studio.params import GenerateParams  # noqa: E402
 
 torch.set_num_threads(1)

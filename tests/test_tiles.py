@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipelines.sprite import Cancelled, render  # noqa: E402
+from pipelines.render import Cancelled, render  # noqa: E402
 from pipelines.tiles import (  # noqa: E402
     TileSpec,
     generate_tileset,

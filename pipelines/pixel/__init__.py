@@ -20,7 +20,7 @@ from .engine import (
     shared_palette,
     upscale_nearest,
 )
-from .io import PixelImageError, load_frames, load_rgba, save_png_atomic
+from .io import PixelImageError, load_frames, load_rgba
 from .palette import apply_palette, build_palette, load_palette, palette_from_images, palette_names
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "pixelate_folder",
     "pixelate_frames",
     "preview_path",
-    "save_png_atomic",
     "shared_palette",
     "upscale_nearest",
 ]

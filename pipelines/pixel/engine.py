@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from studio.files import save_png
+
 from . import background as bg
 from . import cleanup
 from .color import nearest_index, parse_hex, rgb_to_oklab
 from .grid import Grid, detect_grid, sample_cells
-from .io import PixelImageError, load_frames, load_rgba, save_png_atomic, to_pil
+from .io import PixelImageError, load_frames, load_rgba, to_pil
 from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -328,9 +330,9 @@ def preview_path(dst: str | os.PathLike) -> Path:
 
 
 def _save(result: PixelResult, dst: Path, preview_scale: int | None) -> None:
-    save_png_atomic(result.image, dst)
+    save_png(result.image, dst)
     if preview_scale:
-        save_png_atomic(upscale_nearest(result.image, preview_scale), preview_path(dst))
+        save_png(upscale_nearest(result.image, preview_scale), preview_path(dst))
 
 
 def pixelate_file(src: str | os.PathLike, dst: str | os.PathLike, params: PixelParams = _DEFAULT,

@@ -3,8 +3,7 @@
 Why: the engine is fed user uploads and whole folders. Every way an input can be bad
 (not an image, truncated, a decompression bomb, too small, nothing visible) must end in
 one exception type with a sentence a person can act on, and every legal-but-unusual
-format (16-bit, palette, greyscale, animated) must simply work. Outputs are written
-atomically so an interrupted or failed run never leaves a half-written PNG behind.
+format (16-bit, palette, greyscale, animated) must simply work.
 
 All loaders return RGBA uint8 numpy arrays of shape (h, w, 4).
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -184,27 +182,3 @@ def load_frames(src: ImageSource, max_frames: int = 1000) -> list[np.ndarray]:
 
 def to_pil(rgba: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), "RGBA")
-
-
-def save_png_atomic(img: Image.Image | np.ndarray, dst: str | os.PathLike) -> Path:
-    """Write a PNG so that dst is either the complete new file or untouched.
-
-    The image goes to a temporary file in the destination folder (same filesystem), is
-    flushed to disk and then renamed over dst with os.replace, which is atomic.
-    """
-    dst = Path(dst)
-    if isinstance(img, np.ndarray):
-        img = to_pil(img)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return dst
