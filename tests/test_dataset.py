@@ -457,16 +457,16 @@ def test_detect_native_keeps_background(tmp_path: Path) -> None:
 
 
 def test_a_failed_write_leaves_nothing_behind(ds: Dataset, tmp_path: Path, monkeypatch) -> None:
-    import training.dataset as dsm
+    import training.dataset.records as records  # where import writes each file
 
-    real = dsm.write_atomic
+    real = records.atomic_write_bytes
 
     def failing(dst: Path, data) -> None:
         if dst.parent.name == "native":
             raise OSError("disk full")
         real(dst, data)
 
-    monkeypatch.setattr(dsm, "write_atomic", failing)
+    monkeypatch.setattr(records, "atomic_write_bytes", failing)
     rep = ds.import_files([save(tmp_path / "hero.png", upscaled(make_sprite(16, 16, 4, seed=60), 4))])
     assert not rep.added and rep.skipped[0].reason == "disk full"
     assert all_files(ds.path) == ["dataset.json", "dataset.toml"]

@@ -365,7 +365,8 @@ def test_statistics_over_the_api(live_studio, tmp_path) -> None:
 
 
 def test_exact_upscale_reads_back_cropped_and_offset_real_sprites() -> None:
-    from training.dataset import detect_native, exact_upscale
+    from pipelines.pixel.native import exact_upscale
+    from training.dataset import detect_native
 
     for _, sprite in SPRITES:
         for k, (dx, dy) in ((4, (1, 2)), (3, (0, 1)), (7, (5, 0))):

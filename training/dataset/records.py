@@ -1,4 +1,4 @@
-"""Pixel-art LoRA training sets: import, check, caption and prepare images for SDXL.
+"""Training-set records and the dataset folder: names, metadata, one ImageRecord per image, and import.
 
 Why this shape:
 - A dataset is a plain folder a person can open and fix by hand::
@@ -11,10 +11,11 @@ Why this shape:
 
   The `.txt` beside each image is the caption's source of truth (kohya and most trainers read it), so a
   caption edited in a text editor wins over the index on the next open.
-- Every write is atomic (temp file + os.replace): a crash or a bad upload never leaves half a file.
-- Problems are listed, never silently fixed: a person decides what to exclude.
-- Training images are made from the NATIVE sprite enlarged by an integer factor with nearest neighbour;
-  any other resampling smears the pixel grid the LoRA is supposed to learn.
+- Every write is atomic (`studio.files`: temp file + os.replace): a crash or a bad upload never leaves half
+  a file.
+- Import takes files, folders and zips; a zip is read entry by entry into memory under new names, never
+  extracted by its own names, and entries that try to escape or are too large are refused with a reason.
+- Every image is checked as it comes in (`checks`); problems are listed, never silently fixed.
 - No database here: the studio mirrors `records` into DuckDB itself.
 """
 
@@ -22,18 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import inspect
 import io
 import json
 import os
 import re
 import threading
 import tomllib
-import uuid
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,41 +38,34 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
-from scipy import fft as sfft
 
-from pipelines.pixel import PixelImageError, PixelParams, PixelResult, load_frames, load_rgba, pixelate
-from pipelines.pixel.color import parse_hex
-from pipelines.pixel.grid import uniform_cuts
-from studio.files import atomic_write_bytes
-
-SDXL_BUCKETS: tuple[tuple[int, int], ...] = (
-    (1024, 1024), (896, 1152), (1152, 896), (832, 1216), (1216, 832), (768, 1344), (1344, 768),
+from pipelines.pixel import PixelImageError, load_frames, load_rgba
+from studio.files import atomic_write_bytes, atomic_write_text
+from training.dataset.checks import (
+    NEAR_DUPLICATE_BITS,
+    DatasetError,
+    DuplicateGroup,
+    check_image,
+    count_colours,
+    dataset_warnings,
+    detect_native,
+    find_duplicates,
+    phash,
+    pixel_sha256,
 )
+
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 IMPORT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # one image file
 MAX_ZIP_BYTES = 1024 * 1024 * 1024  # all entries of one zip, uncompressed
 MAX_ZIP_ENTRIES = 20_000
 MAX_FRAMES = 256  # frames taken from one animated file
-MIN_NATIVE_SIDE = 8
-MAX_NATIVE_SIDE = 2048
-MAX_INPUT_SIDE = 4096  # larger images are imported with a too-large problem
 MAX_IMPORT_SIDE = 16384  # larger images are refused at import, from the header (memory)
-MOSTLY_EMPTY = 0.90  # share of transparent pixels above which an image is "mostly empty"
-NEAR_DUPLICATE_BITS = 6  # perceptual-hash Hamming distance at or below which two sprites look alike
-# "no clean grid": edges must sit on the lattice (near/far edge strength) and the cells must be flat
-GRID_CONTRAST_MIN = 1.6
-RECON_ERROR_MAX = 0.35
-CELL_NOISE_MAX = 0.10  # share of cell-centre pixels off their cell colour by > 8 levels (JPEG ringing)
 
-INDEX_FILE, META_FILE, UNDO_FILE = "dataset.json", "dataset.toml", "captions.undo.json"
+INDEX_FILE, META_FILE = "dataset.json", "dataset.toml"
 
 
 Progress = Callable[[int, int, str], None]
-
-
-class DatasetError(ValueError):
-    """A dataset operation that cannot be done; str(e) says why in words a person can act on."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -189,12 +179,6 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class DuplicateGroup:
-    kind: str  # "exact" | "near"
-    files: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class ImportReport:
     added: tuple[ImageRecord, ...] = ()
     skipped: tuple[Skipped, ...] = ()
@@ -207,11 +191,6 @@ class ImportReport:
 # ----------------------------------------------------------------------------------------
 # small file helpers
 # ----------------------------------------------------------------------------------------
-def write_atomic(dst: Path, data: bytes | str) -> None:
-    """dst is either the complete new content or untouched (temp file in the same folder + os.replace)."""
-    atomic_write_bytes(dst, data.encode("utf-8") if isinstance(data, str) else data)
-
-
 def _png_bytes(img: Image.Image | np.ndarray) -> bytes:
     im = Image.fromarray(np.ascontiguousarray(img, np.uint8)) if isinstance(img, np.ndarray) else img
     buf = io.BytesIO()
@@ -228,230 +207,6 @@ def slug(name: str, max_len: int = 48) -> str:
     s = re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_-")
     s = re.sub(r"_{2,}", "_", s)[:max_len].strip("_-")
     return s or "image"
-
-
-# ----------------------------------------------------------------------------------------
-# image analysis
-# ----------------------------------------------------------------------------------------
-def pixel_sha256(rgba: np.ndarray) -> str:
-    """Hash of the decoded pixels; RGB under fully transparent pixels is ignored (it is invisible)."""
-    a = np.ascontiguousarray(rgba, np.uint8).copy()
-    a[a[..., 3] == 0] = 0
-    h = hashlib.sha256(f"{a.shape[1]}x{a.shape[0]}:".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def phash(img: Image.Image | np.ndarray) -> str:
-    """64-bit DCT perceptual hash of an RGBA image (transparent pixels count as mid grey), as 16 hex
-    digits. Computed on the native sprite, so the same sprite at another scale hashes the same."""
-    a = np.asarray(img.convert("RGBA") if isinstance(img, Image.Image) else img, np.float64)
-    alpha = a[..., 3:4] / 255.0
-    lum = ((a[..., :3] @ np.array([0.299, 0.587, 0.114]))[..., None] * alpha + 128.0 * (1 - alpha))[..., 0]
-    small = np.asarray(Image.fromarray(lum.astype(np.float32), "F").resize((32, 32), Image.Resampling.BOX))
-    low = sfft.dctn(small, norm="ortho")[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
-
-
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
-
-
-def _lattice_measures(rgba: np.ndarray, result: PixelResult) -> tuple[float, float, float]:
-    """(grid contrast, reconstruction error, cell noise) of a non-native image against its lattice.
-
-    grid contrast: mean edge strength on the cell boundaries / away from them (per axis, the lower);
-    pixel art has its edges on the lattice, a photo or a smooth gradient does not (ratio ~1).
-    reconstruction error: share of opaque pixels that differ by > 32 levels from their cell colour.
-    cell noise: share of cell-centre pixels off their cell colour by > 8 levels: ringing from JPEG
-    blocks (or noise) inside what should be flat cells.
-    Large images are measured on at most ~512 lines per axis and a strided residual (memory, speed).
-    """
-    nat = np.asarray(result.image)
-    h, w = rgba.shape[:2]
-    (cx, cy), (ox, oy) = result.cell, result.info.get("phase", (0.0, 0.0))
-    contrast = np.inf
-    cuts = {}
-    for axis, (c, o, n) in ((1, (cx, ox, w)), (0, (cy, oy, h))):
-        cut = uniform_cuts(n, c, o)
-        cuts[axis] = cut
-        m = rgba.shape[1 - axis]
-        lines = np.unique(np.linspace(0, m - 1, min(m, 512)).astype(np.intp))
-        f = (rgba[lines] if axis == 1 else rgba[:, lines]).astype(np.float32)
-        f[..., :3] *= f[..., 3:] / 255.0
-        d = np.abs(np.diff(f, axis=axis)).max(-1).mean(axis=1 - axis)
-        dist = np.abs(np.arange(1, n)[:, None] - cut[None, :]).min(1)
-        far = dist >= min(2.0, c / 3)
-        if far.any() and (dist <= 1.0).any():
-            contrast = min(contrast, float(d[dist <= 1.0].mean() / (d[far].mean() + 1e-3)))
-    step = max(1, int(np.ceil(max(h, w) / 1024)))
-    xs, ys = np.arange(0, w, step) + 0.5, np.arange(0, h, step) + 0.5
-    ix, iy = np.searchsorted(cuts[1], xs) - 1, np.searchsorted(cuts[0], ys) - 1
-    okx, oky = (ix >= 0) & (ix < nat.shape[1]), (iy >= 0) & (iy < nat.shape[0])
-    if not okx.any() or not oky.any():
-        return 0.0, 1.0, 1.0
-    sub = rgba[np.ix_(np.arange(0, h, step)[oky], np.arange(0, w, step)[okx])].astype(np.int16)
-    rec = nat[np.ix_(iy[oky], ix[okx])].astype(np.int16)
-    opaque = sub[..., 3] >= 128
-    res = np.abs(sub[..., :3] - rec[..., :3]).max(-1)
-    cxs, cys = cuts[1], cuts[0]
-    fx = (xs[okx] - cxs[ix[okx]]) / (cxs[ix[okx] + 1] - cxs[ix[okx]])
-    fy = (ys[oky] - cys[iy[oky]]) / (cys[iy[oky] + 1] - cys[iy[oky]])
-    centre = ((fy > 0.25) & (fy < 0.75))[:, None] & ((fx > 0.25) & (fx < 0.75))[None, :] & opaque
-    err = float((res[opaque] > 32).mean()) if opaque.any() else 0.0
-    noise = float((res[centre] > 8).mean()) if centre.any() else 0.0
-    return float(contrast), err, noise
-
-
-def _axis_lattice(changes: np.ndarray) -> tuple[int, int] | None:
-    """(period, phase) of the positions where an axis' lines change, or None when nothing changes."""
-    pos = np.flatnonzero(changes) + 1
-    if not len(pos):
-        return None
-    k = int(np.gcd.reduce(np.diff(pos))) if len(pos) > 1 else int(pos[0])
-    return k, int(pos[0] % k)
-
-
-def exact_upscale(rgba: np.ndarray) -> PixelResult | None:
-    """The native sprite of an image that is an EXACT integer nearest-neighbour enlargement (every k x k
-    block one colour, blocks aligned to one lattice, edge blocks may be cut), or None.
-
-    This is how most people store pixel art (x2 .. x16 exports), and it is recognised exactly, without
-    the engine's lattice search, which can misread small sprites with large flat or transparent areas.
-    Anything else (k = 1, smoothing, noise, JPEG) returns None and goes to the engine."""
-    a = np.asarray(rgba)
-    h, w = a.shape[:2]
-    lat_x = _axis_lattice(np.any(a[:, 1:] != a[:, :-1], axis=(0, 2)))
-    lat_y = _axis_lattice(np.any(a[1:] != a[:-1], axis=(1, 2)))
-    if lat_x is None and lat_y is None:
-        return None  # one flat colour: no lattice to see
-    k = int(np.gcd(lat_x[0] if lat_x else 0, lat_y[0] if lat_y else 0))
-    if k < 2:
-        return None
-    starts = []
-    for lat, n in ((lat_x, w), (lat_y, h)):
-        o = lat[1] % k if lat else 0
-        starts.append(np.unique(np.r_[0, np.arange(o, n, k)]))
-    xs, ys = starts
-    nat = a[np.ix_(ys, xs)].copy()
-    opaque = nat[..., 3] >= 128
-    nat[..., 3] = np.where(opaque, 255, 0)
-    nat[~opaque, :3] = 0
-    used = np.unique(nat[opaque][:, :3], axis=0) if opaque.any() else np.zeros((0, 3), np.uint8)
-    phase = (float(xs[1] % k) if len(xs) > 1 else 0.0, float(ys[1] % k) if len(ys) > 1 else 0.0)
-    return PixelResult(image=Image.fromarray(nat, "RGBA"), cell=(float(k), float(k)),
-                       grid_size=(len(xs), len(ys)), palette=used.astype(np.uint8),
-                       info={"phase": phase, "exact": True})
-
-
-def detect_native(rgba: np.ndarray) -> PixelResult:
-    """The native sprite, background kept as it is (no colour made transparent): an exact integer
-    upscale is read back exactly (`exact_upscale`); anything else goes to the pixel engine.
-
-    An unexpected failure inside the engine becomes a DatasetError naming it, so one odd image is a
-    skipped file with a reason, never a crashed import."""
-    exact = exact_upscale(np.asarray(rgba))
-    if exact is not None:
-        return exact
-    try:
-        return pixelate(rgba, PixelParams(background="keep"))
-    except PixelImageError:
-        raise
-    except Exception as e:
-        raise DatasetError(f"the pixel engine could not find its native sprite ({type(e).__name__}: {e})") from e
-
-
-def check_image(rgba: np.ndarray, result: PixelResult | None = None, source_format: str | None = None
-                ) -> tuple[str, ...]:
-    """Problems of one image as 'code: explanation' strings (codes: too-small, too-large,
-    not-pixel-art, jpeg-source, jpeg-artefacts, mostly-empty). Nothing is changed.
-
-    result: the image's `detect_native` result, if already computed. source_format: Pillow's format
-    name of the file ("JPEG" marks a lossy source).
-    """
-    rgba = np.asarray(rgba)
-    result = result if result is not None else detect_native(rgba)
-    h, w = rgba.shape[:2]
-    nw, nh = result.image.size
-    out: list[str] = []
-    if min(nw, nh) < MIN_NATIVE_SIDE:
-        out.append(f"too-small: the native sprite is {nw}x{nh} px (under {MIN_NATIVE_SIDE} px)")
-    if max(nw, nh) > MAX_NATIVE_SIDE:
-        out.append(f"too-large: the native sprite is {nw}x{nh} px (over {MAX_NATIVE_SIDE} px)")
-    elif max(w, h) > MAX_INPUT_SIDE:
-        out.append(f"too-large: the image is {w}x{h} px (over {MAX_INPUT_SIDE} px)")
-    if (source_format or "").upper() in ("JPEG", "MPO"):
-        out.append("jpeg-source: saved as JPEG, a lossy format that damages pixel edges and colours")
-    # an exact integer upscale has a perfect lattice by construction: nothing to measure
-    if not result.native_input and not result.info.get("exact"):
-        contrast, err, noise = _lattice_measures(rgba, result)
-        if contrast < GRID_CONTRAST_MIN or err > RECON_ERROR_MAX:
-            out.append(f"not-pixel-art: no clean pixel grid (edge contrast {contrast:.1f}, "
-                       f"{err:.0%} of pixels off their cell colour)")
-        elif noise > CELL_NOISE_MAX:
-            out.append(f"jpeg-artefacts: {noise:.0%} of cell centres are noisy (JPEG blocks or noise)")
-    transparent = float((rgba[..., 3] < 128).mean())
-    if transparent > MOSTLY_EMPTY:
-        out.append(f"mostly-empty: {transparent:.0%} of the image is transparent")
-    return tuple(out)
-
-
-def _count_colours(rgba: np.ndarray) -> int:
-    opaque = rgba[rgba[..., 3] >= 128][:, :3].astype(np.uint32)
-    if not len(opaque):
-        return 0
-    return int(np.unique((opaque[:, 0] << 16) | (opaque[:, 1] << 8) | opaque[:, 2]).size)
-
-
-def find_duplicates(records: Sequence[ImageRecord], threshold: int = NEAR_DUPLICATE_BITS) -> list[DuplicateGroup]:
-    """Exact duplicates (same pixels) and near duplicates (native-sprite phash within `threshold` bits).
-
-    Near groups are connected components of "looks like", so A~B~C is one group. A near group that is
-    only copies of one picture is already an exact group and is not repeated. Natives under 4 px a side
-    (failed detections, flagged too-small anyway) all hash alike and are left out of near groups.
-    """
-    groups: list[DuplicateGroup] = []
-    by_sha: dict[str, list[str]] = {}
-    for r in records:
-        by_sha.setdefault(r.sha256, []).append(r.file)
-    groups += [DuplicateGroup("exact", tuple(v)) for v in by_sha.values() if len(v) > 1]
-    n = len(records)
-    if n < 2:
-        return groups
-    hashes = np.array([int(r.phash, 16) for r in records], dtype=np.uint64)
-    usable = [min(r.native_size) >= 4 for r in records]
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i0 in range(0, n, 256):  # blocks of rows: memory stays O(256 n) however large the set
-        close = np.bitwise_count(hashes[i0:i0 + 256, None] ^ hashes[None, :]) <= threshold
-        for i, j in zip(*np.nonzero(close), strict=True):
-            if i0 + i < j and usable[i0 + i] and usable[j]:
-                parent[root(int(i0 + i))] = root(int(j))
-    comps: dict[int, list[int]] = {}
-    for i in range(n):
-        comps.setdefault(root(i), []).append(i)
-    for members in comps.values():
-        if len(members) > 1 and len({records[i].sha256 for i in members}) > 1:
-            groups.append(DuplicateGroup("near", tuple(records[i].file for i in members)))
-    return groups
-
-
-def dataset_warnings(records: Sequence[ImageRecord]) -> list[str]:
-    """Set-level problems: a mix of fully opaque and transparent images teaches the LoRA two
-    background styles at once."""
-    inc = [r for r in records if r.include]
-    opaque = sum(1 for r in inc if not r.has_alpha)
-    if inc and 0 < opaque < len(inc):
-        return [f"alpha-mix: {opaque} image(s) are fully opaque and {len(inc) - opaque} have transparency; "
-                "pick one background style (or set one background colour in prepare)"]
-    return []
 
 
 # ----------------------------------------------------------------------------------------
@@ -584,14 +339,14 @@ class Dataset:
     # --- saving ------------------------------------------------------------------------
     def _save_meta(self) -> None:
         m = self.meta
-        write_atomic(self.path / META_FILE, "".join(
+        atomic_write_text(self.path / META_FILE, "".join(
             f"{k} = {_toml_str(v)}\n" for k, v in
             (("name", m.name), ("trigger", m.trigger), ("class_word", m.class_word), ("notes", m.notes),
              ("created", m.created))))
 
     def _save_index(self) -> None:
         data = {"version": 1, "name": self.name, "records": [r.to_dict() for r in self._records.values()]}
-        write_atomic(self.path / INDEX_FILE, json.dumps(data, indent=1, ensure_ascii=False))
+        atomic_write_text(self.path / INDEX_FILE, json.dumps(data, indent=1, ensure_ascii=False))
 
     def update_meta(self, **changes: str) -> DatasetMeta:
         """Change trigger, class word or notes (not the name)."""
@@ -607,7 +362,7 @@ class Dataset:
             for r in records:
                 if write_captions and (not self.caption_path(r.file).is_file()
                                        or self._records.get(r.file, r).caption != r.caption):
-                    write_atomic(self.caption_path(r.file), r.caption)
+                    atomic_write_text(self.caption_path(r.file), r.caption)
                 self._records[r.file] = r
             self._save_index()
 
@@ -785,7 +540,7 @@ class Dataset:
             raw, ext = _png_bytes(rgba), ".png"
         rec = ImageRecord(
             file=f"{stem}{ext}", sha256=sha, width=rgba.shape[1], height=rgba.shape[0],
-            n_colours=_count_colours(rgba), native_scale=round(float(np.mean(result.cell)), 2),
+            n_colours=count_colours(rgba), native_scale=round(float(np.mean(result.cell)), 2),
             native_size=result.image.size, has_alpha=bool((rgba[..., 3] < 255).any()),
             opaque_fraction=round(float((rgba[..., 3] >= 128).mean()), 4), phash=hashed,
             caption=caption, problems=problems, source=f"{src}#{tag}" if tag else src,
@@ -795,7 +550,7 @@ class Dataset:
             for dst, data in ((self.path / "images" / rec.file, raw), (self.path / "native" / f"{stem}.png",
                                                                         _png_bytes(nat)),
                               (self.caption_path(rec.file), caption.encode("utf-8"))):
-                write_atomic(dst, data)
+                atomic_write_bytes(dst, data)
                 written.append(dst)
         except BaseException:
             for p in written:
@@ -894,303 +649,3 @@ def _pieces(frames: list[np.ndarray], split: tuple[int, int] | None, cell: tuple
 
 def _merge(a: ImportReport, b: ImportReport) -> ImportReport:
     return ImportReport(a.added + b.added, a.skipped + b.skipped, a.duplicates + b.duplicates)
-
-
-# ----------------------------------------------------------------------------------------
-# captions: bulk edits with one level of undo that survives a restart
-# ----------------------------------------------------------------------------------------
-def _targets(ds: Dataset, files: Iterable[str] | None) -> list[ImageRecord]:
-    return list(ds.records) if files is None else [ds.record(f) for f in files]
-
-
-def _bulk(ds: Dataset, op: str, fn: Callable[[ImageRecord], str], files: Iterable[str] | None) -> str:
-    """Set every target's caption to fn(record), first saving the old captions to captions.undo.json (so
-    undo survives a restart). Returns the undo token."""
-    with ds._lock:
-        recs = _targets(ds, files)
-        token = uuid.uuid4().hex[:12]
-        old = {r.file: r.caption for r in recs}
-        new = [dataclasses.replace(r, caption=_tidy(fn(r))) for r in recs]  # fails before anything is written
-        write_atomic(ds.path / UNDO_FILE, json.dumps({"token": token, "op": op, "captions": old},
-                                                     ensure_ascii=False))
-        ds._put(new)
-    return token
-
-
-def _tidy(caption: str) -> str:
-    return re.sub(r"\s+", " ", caption).strip().strip(",").strip()
-
-
-def _join(a: str, b: str, sep: str) -> str:
-    return a if not b.strip() else b if not a.strip() else f"{a}{sep}{b}"
-
-
-def caption_prepend(ds: Dataset, text: str, files: Iterable[str] | None = None, sep: str = ", ") -> str:
-    return _bulk(ds, "prepend", lambda r: _join(text, r.caption, sep), files)
-
-
-def caption_append(ds: Dataset, text: str, files: Iterable[str] | None = None, sep: str = ", ") -> str:
-    return _bulk(ds, "append", lambda r: _join(r.caption, text, sep), files)
-
-
-def caption_replace_all(ds: Dataset, text: str, files: Iterable[str] | None = None) -> str:
-    return _bulk(ds, "replace", lambda r: text, files)
-
-
-def caption_find_replace(ds: Dataset, find: str, replace: str, regex: bool = False,
-                         files: Iterable[str] | None = None) -> str:
-    """Plain or regular-expression find and replace (a bad pattern is a DatasetError, nothing changes)."""
-    if not find:
-        raise DatasetError("nothing to find: the search text is empty")
-    if regex:
-        try:
-            pat = re.compile(find)
-        except re.error as e:
-            raise DatasetError(f"{find!r} is not a valid regular expression: {e}") from None
-        try:
-            pat.sub(replace, "")
-        except (re.error, IndexError) as e:
-            raise DatasetError(f"{replace!r} is not a valid replacement: {e}") from None
-        return _bulk(ds, "find-replace", lambda r: pat.sub(replace, r.caption), files)
-    return _bulk(ds, "find-replace", lambda r: r.caption.replace(find, replace), files)
-
-
-def caption_ensure_trigger(ds: Dataset, trigger: str | None = None, files: Iterable[str] | None = None) -> str:
-    """Make the trigger word the first tag of every caption (moved there if it is elsewhere)."""
-    t = (trigger if trigger is not None else ds.meta.trigger).strip()
-    if not t:
-        raise DatasetError("the dataset has no trigger word; set one first")
-
-    def fix(r: ImageRecord) -> str:
-        tags = [x.strip() for x in r.caption.split(",") if x.strip() and x.strip() != t]
-        return ", ".join([t, *tags])
-    return _bulk(ds, "ensure-trigger", fix, files)
-
-
-def auto_caption(ds: Dataset, captioner, files: Iterable[str] | None = None, overwrite: bool = False,
-                 progress: Progress | None = None) -> str:
-    """Caption images with a captioner (anything with `caption(image) -> str`), on the native sprite.
-    Existing captions are kept unless overwrite. The trigger word is put first. Undoable as one edit;
-    nothing is written until every image is captioned. progress(done, total, file) after each image.
-
-    A native sprite the captioner refuses (a failed detection can leave 1x1 px; the record already says
-    too-small) is captioned from the imported original instead; an image neither can caption is a
-    DatasetError naming it."""
-    recs = [r for r in _targets(ds, files) if overwrite or not r.caption]
-    takes_name = "name" in inspect.signature(captioner.caption).parameters
-
-    def run(img: Image.Image, r: ImageRecord) -> str:
-        return captioner.caption(img, name=r.source or r.file) if takes_name else captioner.caption(img)
-
-    new: dict[str, str] = {}
-    for r in recs:
-        try:
-            text = run(ds.native_image(r.file), r)
-        except (PixelImageError, ValueError) as first:
-            try:
-                with Image.open(ds.image_path(r.file)) as im:
-                    text = run(im.convert("RGBA"), r)
-            except (PixelImageError, ValueError, OSError) as e:
-                raise DatasetError(f"{r.file} cannot be captioned ({first}; the original: {e})") from e
-        t = ds.meta.trigger
-        tags = [x.strip() for x in str(text).split(",") if x.strip() and x.strip() != t]
-        new[r.file] = ", ".join([t, *tags] if t else tags)
-        if progress is not None:
-            progress(len(new), len(recs), r.file)
-    return _bulk(ds, "auto-caption", lambda r: new[r.file], list(new))
-
-
-def undo_last(ds: Dataset, token: str | None = None) -> int:
-    """Restore the captions from before the last bulk edit; returns how many were restored.
-    token: only undo if the last bulk edit is this one (another edit since is an error)."""
-    p = ds.path / UNDO_FILE
-    with ds._lock:
-        if not p.is_file():
-            raise DatasetError("there is no caption edit to undo")
-        try:
-            data = json.loads(p.read_text("utf-8"))
-            captions = dict(data["captions"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{p} cannot be read ({e}); the edit cannot be undone") from None
-        if token is not None and data.get("token") != token:
-            raise DatasetError("another caption edit was made since; only the last one can be undone")
-        old = {f: str(c) for f, c in captions.items() if f in ds._records}
-        ds._put([dataclasses.replace(ds.record(f), caption=c) for f, c in old.items()])
-        p.unlink()
-    return len(old)
-
-
-def tag_frequencies(ds: Dataset, included_only: bool = False) -> dict[str, int]:
-    """Comma-separated caption tags -> how many captions use them, most common first."""
-    counts: Counter[str] = Counter()
-    for r in ds.records:
-        if r.include or not included_only:
-            counts.update({t.strip() for t in r.caption.split(",") if t.strip()})
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-# ----------------------------------------------------------------------------------------
-# prepare for SDXL and export
-# ----------------------------------------------------------------------------------------
-Background = tuple[int, int, int] | str
-
-
-def _background(bg: Background) -> tuple[int, int, int] | None:
-    """None = transparent; else an RGB colour ((r, g, b) or '#rrggbb')."""
-    if isinstance(bg, str):
-        if bg.strip().lower() == "transparent":
-            return None
-        return parse_hex(bg)
-    try:
-        r, g, b = (int(v) for v in bg)
-    except (TypeError, ValueError):
-        raise DatasetError(f"background must be (r, g, b), '#rrggbb' or 'transparent', got {bg!r}") from None
-    if not all(0 <= v <= 255 for v in (r, g, b)):
-        raise DatasetError(f"background colour values must be 0..255, got {bg!r}")
-    return (r, g, b)
-
-
-def choose_bucket(size: tuple[int, int], buckets: Sequence[tuple[int, int]] = SDXL_BUCKETS) -> tuple[int, int]:
-    """The bucket closest in aspect ratio (compared as log ratios, so 2:1 and 1:2 are equally far from 1:1)."""
-    w, h = size
-    if not buckets:
-        raise DatasetError("no buckets given")
-    return min(buckets, key=lambda b: (abs(np.log(b[0] / b[1]) - np.log(w / h)), -b[0] * b[1]))
-
-
-@dataclass(frozen=True)
-class Prepared:
-    image: Image.Image = dataclasses.field(compare=False)
-    bucket: tuple[int, int] = (1024, 1024)
-    scale: int = 1
-    offset: tuple[int, int] = (0, 0)
-
-
-def prepare_image(native: Image.Image, bucket: tuple[int, int] | None = None,
-                  buckets: Sequence[tuple[int, int]] = SDXL_BUCKETS, background: Background = (255, 255, 255),
-                  margin: float = 0.0625) -> Prepared:
-    """The native sprite scaled by the largest integer factor that fits the bucket minus a margin
-    (a share of each side), nearest neighbour only, centred on the background."""
-    src = native.convert("RGBA")
-    w, h = src.size
-    bw, bh = bucket or choose_bucket((w, h), buckets)
-    if not 0 <= margin < 0.5:
-        raise DatasetError(f"margin must be within 0..0.5, got {margin}")
-    k = int(min((bw * (1 - 2 * margin)) // w, (bh * (1 - 2 * margin)) // h))
-    if k < 1:
-        k = int(min(bw // w, bh // h))
-    if k < 1:
-        raise DatasetError(f"a {w}x{h} sprite does not fit the {bw}x{bh} bucket")
-    a = np.asarray(src).copy()
-    bg = _background(background)
-    big = np.repeat(np.repeat(a, k, axis=0), k, axis=1)
-    ox, oy = (bw - w * k) // 2, (bh - h * k) // 2
-    if bg is None:
-        canvas = np.zeros((bh, bw, 4), np.uint8)
-        canvas[oy:oy + h * k, ox:ox + w * k] = big
-        return Prepared(Image.fromarray(canvas, "RGBA"), (bw, bh), k, (ox, oy))
-    canvas = np.empty((bh, bw, 3), np.uint8)
-    canvas[:] = bg
-    region = canvas[oy:oy + h * k, ox:ox + w * k]
-    region[:] = np.where(big[..., 3:] >= 128, big[..., :3], region)
-    return Prepared(Image.fromarray(canvas, "RGB"), (bw, bh), k, (ox, oy))
-
-
-def preview_prepared(ds: Dataset, file: str, bucket: tuple[int, int] | None = None,
-                     background: Background = (255, 255, 255), margin: float = 0.0625) -> Prepared:
-    """What `prepare` will write for one image (for the UI)."""
-    return prepare_image(ds.native_image(file), bucket, background=background, margin=margin)
-
-
-@dataclass(frozen=True)
-class PreparedItem:
-    file: str
-    image: str  # written file name
-    caption: str
-    bucket: tuple[int, int]
-    scale: int
-
-
-@dataclass(frozen=True)
-class PrepareReport:
-    folder: Path
-    items: tuple[PreparedItem, ...] = ()
-    skipped: tuple[Skipped, ...] = ()
-
-
-def _ready_folder(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise DatasetError(f"{folder} is not empty; choose another folder or allow overwriting")
-        for p in folder.iterdir():  # only what prepare itself writes
-            if p.is_file() and p.suffix.lower() in (".png", ".txt", ".jsonl"):
-                p.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-
-
-def prepare(ds: Dataset, out_dir: str | os.PathLike, buckets: Sequence[tuple[int, int]] = SDXL_BUCKETS,
-            background: Background = (255, 255, 255), repeats: int | None = None, margin: float = 0.0625,
-            overwrite: bool = False) -> PrepareReport:
-    """Write every included image as a bucket-sized PNG + `.txt` caption into out_dir, or, with repeats,
-    into kohya's `out_dir/<repeats>_<trigger> <class>/`."""
-    folder = Path(out_dir)
-    if repeats is not None:
-        if not isinstance(repeats, int) or not 1 <= repeats <= 10_000:
-            raise DatasetError(f"repeats must be a whole number from 1 to 10000, got {repeats!r}")
-        words = " ".join(w for w in (ds.meta.trigger, ds.meta.class_word) if w)
-        folder = folder / f"{repeats}_{words}"
-    _background(background)
-    _ready_folder(folder, overwrite)
-    items, skipped = [], []
-    for r in ds.records:
-        if not r.include:
-            continue
-        try:
-            p = prepare_image(ds.native_image(r.file), None, buckets, background, margin)
-        except (DatasetError, OSError) as e:
-            skipped.append(Skipped(r.file, str(e)))
-            continue
-        name = f"{r.stem}.png"
-        write_atomic(folder / name, _png_bytes(p.image))
-        write_atomic(folder / f"{r.stem}.txt", r.caption)
-        items.append(PreparedItem(r.file, name, r.caption, p.bucket, p.scale))
-    return PrepareReport(folder, tuple(items), tuple(skipped))
-
-
-def export_kohya(ds: Dataset, out_dir: str | os.PathLike, repeats: int = 10,
-                 background: Background = (255, 255, 255), overwrite: bool = False) -> PrepareReport:
-    """kohya sd-scripts layout: `out_dir/<repeats>_<trigger> <class>/` with images and .txt captions.
-
-    kohya trains every `<n>_...` folder it finds, so with overwrite the folders of earlier exports with
-    another repeat count are removed too (only when they hold nothing but .png/.txt files)."""
-    if overwrite and Path(out_dir).is_dir():
-        for d in Path(out_dir).iterdir():
-            files = list(d.iterdir()) if d.is_dir() and re.match(r"^\d+_", d.name) else None
-            if files is not None and all(f.is_file() and f.suffix.lower() in (".png", ".txt") for f in files):
-                for f in files:
-                    f.unlink()
-                d.rmdir()
-    return prepare(ds, out_dir, background=background, repeats=repeats, overwrite=overwrite)
-
-
-def export_diffusers(ds: Dataset, out_dir: str | os.PathLike, background: Background = (255, 255, 255),
-                     overwrite: bool = False) -> PrepareReport:
-    """Hugging Face imagefolder layout: images + metadata.jsonl lines {"file_name": ..., "text": ...}."""
-    rep = prepare(ds, out_dir, background=background, overwrite=overwrite)
-    for it in rep.items:
-        (rep.folder / f"{Path(it.image).stem}.txt").unlink()
-    lines = "".join(json.dumps({"file_name": it.image, "text": it.caption}, ensure_ascii=False) + "\n"
-                    for it in rep.items)
-    write_atomic(rep.folder / "metadata.jsonl", lines)
-    return rep
-
-
-__all__ = [
-    "SDXL_BUCKETS", "Dataset", "DatasetError", "DatasetMeta", "DuplicateGroup", "ImageRecord", "ImportReport",
-    "Prepared", "PrepareReport", "PreparedItem", "Skipped", "auto_caption", "caption_append",
-    "caption_ensure_trigger", "caption_find_replace", "caption_prepend", "caption_replace_all", "check_image",
-    "check_name", "choose_bucket", "dataset_warnings", "detect_native", "exact_upscale", "export_diffusers",
-    "export_kohya",
-    "find_duplicates", "list_datasets", "phash", "prepare", "prepare_image", "preview_prepared",
-    "tag_frequencies", "undo_last",
-]
