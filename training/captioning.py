@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from pipelines.pixel import PixelParams, load_rgba, pixelate, upscale_nearest
+from pipelines.pixel import load_rgba, upscale_nearest
 from pipelines.pixel.color import nearest_index, rgb_to_oklab
-from pipelines.pixel.grid import is_native
+from pipelines.pixel.native import native_sprite
 
 
 class CaptionerError(ValueError):
@@ -115,19 +115,6 @@ def _flat_border(rgba: np.ndarray) -> np.ndarray | None:
     return colours[top]
 
 
-def _native(image: Image.Image | np.ndarray) -> np.ndarray:
-    """The native sprite of an image. The engine's reduction is only believed when enlarging it back
-    reproduces the input (at most a quarter of the pixels off): a sprite with large flat areas can look
-    like an upscale to the detector, and its caption must not claim a size it does not have."""
-    rgba = load_rgba(image)
-    if is_native(rgba):
-        return rgba
-    nat = pixelate(rgba, PixelParams(background="keep")).image
-    back = np.asarray(nat.resize((rgba.shape[1], rgba.shape[0]), Image.Resampling.NEAREST)).astype(np.int16)
-    off = np.abs(back - rgba.astype(np.int16)).max(-1) > 32
-    return np.asarray(nat) if off.mean() <= 0.25 else rgba
-
-
 @dataclass(frozen=True)
 class StructuredCaptioner:
     """A caption built from measured facts. Needs no weights; deterministic.
@@ -146,7 +133,11 @@ class StructuredCaptioner:
             raise ValueError(f"max_colour_names must be 1..{len(COLOUR_NAMES)}, got {self.max_colour_names}")
 
     def caption(self, image: Image.Image | np.ndarray, name: str | None = None) -> str:
-        rgba = _native(image)
+        # the native sprite is only believed when enlarging it back reproduces the input: a sprite with
+        # large flat areas can look like an upscale, and its caption must not claim a size it does not have
+        rgba = load_rgba(image)
+        found = native_sprite(rgba)
+        rgba = np.asarray(found.image) if found.info["reproduces"] else rgba
         h, w = rgba.shape[:2]
         opaque = rgba[..., 3] >= 128
         kind = _kind(rgba)
