@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 from studio.core import Studio
 from studio.features import dataset_library as datasets
 from studio.features import training_runs
-from training import runner
+from training.config import TrainConfig, list_presets, load_preset
+from training.runs import resume_run
 
 # (TrainConfig field, label, kind): int/float numbers, "float?" where 0 or blank means off (None), bool, or a
 # tuple of choices
@@ -32,7 +33,7 @@ ADVANCED_FIELDS = [
     ("train_text_encoder", "Train text encoders", bool), ("text_encoder_lr", "Text encoder LR (0 = LR)", "float?"),
     ("seed", "Seed", int), ("sample_steps", "Sample steps", int), ("keep_checkpoints", "Keep checkpoints", int),
 ]
-CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(runner.TrainConfig)
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                    if f.default is not dataclasses.MISSING}
 
 
@@ -48,7 +49,7 @@ def _setting_input(key: str, label: str, kind, value):
 
 def _preset_values(name: str | None) -> dict:
     """Every form field's value for a preset: its own settings over TrainConfig's defaults."""
-    return {**CONFIG_DEFAULTS, **(runner.load_preset(name) if name else {})}
+    return {**CONFIG_DEFAULTS, **(load_preset(name) if name else {})}
 
 
 def form_overrides(specs: list, values: tuple) -> dict:
@@ -71,7 +72,7 @@ def form_overrides(specs: list, values: tuple) -> dict:
 
 
 def build(studio: Studio) -> None:
-    presets = runner.list_presets()
+    presets = list_presets()
     with gr.Row():
         dataset = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="tr-dataset")
         model = gr.Dropdown([m["name"] for m in studio.models() if m["kind"] == "diffusers"],
@@ -150,7 +151,7 @@ def build(studio: Studio) -> None:
             if what == "stop":
                 h.stop()
             else:
-                runner.resume_run(h.run_dir)
+                resume_run(h.run_dir)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return show(run)

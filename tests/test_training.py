@@ -15,19 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.runner import (
-    TrainConfig,
-    config_from_preset,
+from training.config import TrainConfig, config_from_preset, list_presets, load_preset
+from training.runner import load_checkpoint, run_training
+from training.runs import (
     list_checkpoints,
-    list_presets,
     list_runs,
-    load_checkpoint,
-    load_preset,
     prepare_run,
     read_metrics,
     read_status,
     resume_run,
-    run_training,
     start_run,
 )
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from studio.features import dataset_library as datasets
-from training import runner
+from training.config import config_from_preset
+from training.runs import RunHandle, list_runs, start_run
 
 if TYPE_CHECKING:
     from studio.core import Studio
@@ -35,7 +36,7 @@ def base_folder(studio: Studio, model: str | None) -> Path:
 
 
 def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | None = None,
-          output_name: str | None = None, **overrides: Any) -> runner.RunHandle:
+          output_name: str | None = None, **overrides: Any) -> RunHandle:
     """Prepare the dataset's included images at SDXL buckets (nearest-neighbour), then start the run."""
     from training.dataset import prepare
 
@@ -43,7 +44,7 @@ def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | N
     if not any(r.include for r in ds.records):
         raise ValueError(f"dataset {dataset!r} has no included images")
     prepared = studio.settings.data_dir / "prepared" / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid4().hex[:6]}"
-    cfg = runner.config_from_preset(  # bad settings fail here, before anything is written
+    cfg = config_from_preset(  # bad settings fail here, before anything is written
         preset,
         base_model=str(base_folder(studio, model)),
         dataset_dir=str(prepared),
@@ -55,18 +56,18 @@ def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | N
     report = prepare(ds, prepared)
     if not report.items:
         raise ValueError(f"dataset {dataset!r}: no image could be prepared for training")
-    return runner.start_run(cfg, runs_root(studio))
+    return start_run(cfg, runs_root(studio))
 
 
-def handle(studio: Studio, run_id: str) -> runner.RunHandle:
+def handle(studio: Studio, run_id: str) -> RunHandle:
     run_dir = runs_root(studio) / run_id
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"unknown training run {run_id!r}")
-    return runner.RunHandle(run_dir)
+    return RunHandle(run_dir)
 
 
 def runs(studio: Studio) -> list[dict]:
-    return runner.list_runs(runs_root(studio))
+    return list_runs(runs_root(studio))
 
 
 def active(studio: Studio) -> bool:

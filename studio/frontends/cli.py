@@ -456,14 +456,14 @@ def _start_training(args: argparse.Namespace, body: dict):
     from studio.core import Studio
     from studio.frontends.rest import start_training
     from studio.store import StoreLockedError
-    from training import runner
+    from training.runs import RunHandle
 
     settings = _settings(args)
     try:
         studio = Studio(settings)
     except StoreLockedError:
         reply = _post_to_studio(settings, "api/v1/train", body)
-        return reply if isinstance(reply, int) else runner.RunHandle(Path(reply["run_dir"]))
+        return reply if isinstance(reply, int) else RunHandle(Path(reply["run_dir"]))
     with studio:
         return start_training(studio, body)
 
@@ -474,7 +474,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from training import runner
+    from training.config import coerce_setting
 
     try:
         if args.resume:
@@ -486,7 +486,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 key, sep, value = item.partition("=")
                 if not sep:
                     raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-                overrides[key.strip()] = runner.coerce_setting(key.strip(), value)
+                overrides[key.strip()] = coerce_setting(key.strip(), value)
             body = {"dataset": args.dataset, "preset": args.preset, "model": args.model, "name": args.name,
                     "overrides": overrides}
         handle = _start_training(args, body)

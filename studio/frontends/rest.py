@@ -72,12 +72,12 @@ def submit(studio: Studio, body: dict[str, Any], source: str = "api"):
 def start_training(studio: Studio, body: dict[str, Any]):
     """Start (or resume) the LoRA run a request describes; its RunHandle. ValueError for anything malformed."""
     from studio.features import training_runs
-    from training import runner
+    from training.runs import resume_run
 
     if not isinstance(body, dict):
         raise ValueError("a training request is an object")
     if body.get("resume"):
-        return runner.resume_run(training_runs.handle(studio, str(body["resume"])).run_dir)
+        return resume_run(training_runs.handle(studio, str(body["resume"])).run_dir)
     overrides = body.get("overrides") or {}
     if not isinstance(body.get("dataset"), str) or not body["dataset"]:
         raise ValueError("train needs a dataset name (or resume: RUN)")
