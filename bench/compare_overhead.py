@@ -34,8 +34,8 @@ def main() -> None:
     from diffusers import StableDiffusionXLPipeline
     from PIL import Image
 
-    from studio.core import Studio
     from studio.features.compare import BattleSettings, Contender
+    from studio.frontends.assemble import App
     from studio.params import GenerateParams, LoraRef
     from studio.sdxl.demo import ensure_demo_model
     from studio.settings import Settings
@@ -51,8 +51,8 @@ def main() -> None:
     save_lora(trainer, work / "models" / "loras" / "style.safetensors", cfg)
     del trainer
 
-    with Studio(Settings(data_dir=work / "data", models_dir=work / "models")) as studio:
-        arena = studio.arena
+    with App(Settings(data_dir=work / "data", models_dir=work / "models")) as app:
+        studio, arena = app.studio, app.arena
         contenders = [Contender("base"), *(Contender(f"style@{w}", loras=(LoraRef("style", w),)) for w in (1.0, 0.5, 1.5))]
         for c in contenders:
             arena.save_contender(c)

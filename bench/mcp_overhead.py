@@ -39,7 +39,7 @@ def main() -> None:
     from fastmcp import Client
 
     from pipelines.pixel import PixelParams
-    from studio.core import Studio
+    from studio.frontends.assemble import App
     from studio.frontends.server import create_app
     from studio.params import GenerateParams
     from studio.settings import Settings
@@ -49,8 +49,9 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    studio = Studio(Settings(data_dir=work / "data", models_dir=work / "models", port=port))
-    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
+    app = App(Settings(data_dir=work / "data", models_dir=work / "models", port=port))
+    studio = app.studio
+    server = uvicorn.Server(uvicorn.Config(create_app(app), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{port}/"
     for _ in range(300):

@@ -31,7 +31,9 @@ from pipelines.pixel import (
     upscale_nearest,
 )
 from pipelines.render import StepFn, img2img, img2img_pipeline, img2img_steps, offset_steps, render
-from studio.params import MAX_SIDE, GenerateParams, checked_fields
+from studio import limits
+from studio.params import GenerateParams, checked_fields
+from studio.values import parse_float, parse_int, parse_size
 
 STRATEGIES = ("strip", "img2img")
 # per-frame pose phrases; cycles loop, one-shot animations run from first to last phrase
@@ -81,22 +83,15 @@ class SheetSpec:
         if not isinstance(self.animation, str) or not _WORD.match(self.animation.strip()):
             raise ValueError(f"animation must be one word (letters, digits, - or _), got {self.animation!r}")
         object.__setattr__(self, "animation", self.animation.strip())
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= 8:
-            raise ValueError(f"frames must be a whole number from 2 to 8, got {self.frames!r}")
-        try:
-            w, h = (int(v) for v in self.frame_size)
-            ok = (w, h) == tuple(self.frame_size) and 4 <= w <= 512 and 4 <= h <= 512
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"frame_size must be (width, height) from 4x4 to 512x512 px, got {self.frame_size!r}")
-        object.__setattr__(self, "frame_size", (w, h))
+        object.__setattr__(self, "frames", parse_int(self.frames, "frames", limits.MIN_FRAMES, limits.MAX_FRAMES))
+        object.__setattr__(self, "frame_size", parse_size(self.frame_size, "frame_size", limits.MIN_FRAME_SIDE,
+                                                          limits.MAX_FRAME_SIDE))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'strip' or 'img2img', got {self.strategy!r}")
-        if not _number(self.strength) or not 0.05 <= self.strength <= 0.95:
-            raise ValueError(f"strength must be from 0.05 to 0.95, got {self.strength!r}")
-        if not _number(self.fps) or not 1 <= self.fps <= 50:
-            raise ValueError(f"fps must be from 1 to 50 (a GIF cannot show frames faster), got {self.fps!r}")
+        object.__setattr__(self, "strength", parse_float(self.strength, "strength", limits.MIN_STRENGTH,
+                                                         limits.MAX_STRENGTH))
+        object.__setattr__(self, "fps", parse_float(self.fps, "fps (a GIF cannot show frames faster than 50)",
+                                                    limits.MIN_FPS, limits.MAX_FPS))
         checked = PixelParams(colors=self.colors, palette=self.palette)  # the pixel engine's own rules
         object.__setattr__(self, "colors", checked.colors)
 
@@ -107,14 +102,7 @@ class SheetSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SheetSpec:
-        d = checked_fields(cls, data, "sheet parameter")
-        if isinstance(d.get("frame_size"), list):
-            d["frame_size"] = tuple(d["frame_size"])
-        return cls(**d)
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        return cls(**checked_fields(cls, data, "sheet parameter"))
 
 
 @dataclass
@@ -140,10 +128,10 @@ class SheetOutput:
 # ----------------------------------------------------------------------------------------
 def strip_frame_size(width: int, height: int, frames: int) -> tuple[int, int]:
     """Render size of one strip frame: the job's size, shrunk (aspect kept, multiples of 8) when the strip
-    would be wider than the widest render allowed (studio.params.MAX_SIDE)."""
-    if frames * width <= MAX_SIDE:
+    would be wider than the widest render allowed (limits.MAX_RENDER_SIDE)."""
+    if frames * width <= limits.MAX_RENDER_SIDE:
         return width, height
-    k = MAX_SIDE / (frames * width)
+    k = limits.MAX_RENDER_SIDE / (frames * width)
     return max(8, int(width * k) // 8 * 8), max(64, int(height * k) // 8 * 8)
 
 

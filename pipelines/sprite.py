@@ -7,11 +7,31 @@ picture as a single job with that seed, on any device.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from PIL import Image
 
-from pipelines.pixel import pixelate
+from pipelines.pixel import PixelParams, pixelate, shared_palette
 from pipelines.render import SpriteOutput, StepFn, render
-from studio.params import GenerateParams
+from studio import limits
+from studio.params import GenerateParams, ParamsError
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """The prompts of an item batch: one sprite each, one palette for all."""
+
+    prompts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.prompts) <= limits.MAX_ITEMS:
+            raise ParamsError(f"an item batch needs 1 to {limits.MAX_ITEMS} items, got {len(self.prompts)}")
+        if not all(isinstance(p, str) and p.strip() for p in self.prompts):
+            raise ParamsError("every item needs a non-empty prompt")
+
+    def to_dict(self) -> dict:
+        return {"prompts": list(self.prompts)}
 
 
 def generate_sprites(pipe, params: GenerateParams, on_step: StepFn | None = None) -> list[SpriteOutput]:
@@ -27,10 +47,6 @@ def generate_item_batch(pipe, params: GenerateParams, prompts: list[str], on_ste
                         ) -> list[SpriteOutput]:
     """One sprite per prompt (item i gets seed + i), all reduced to ONE palette so a set of items (a shop's
     stock, an inventory) looks like it belongs together."""
-    import dataclasses
-
-    from pipelines.pixel import PixelParams, shared_palette
-
     total = params.steps * len(prompts)
     raws: list[Image.Image] = []
     for i, prompt in enumerate(prompts):

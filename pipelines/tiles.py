@@ -31,7 +31,9 @@ from pipelines.pixel import PixelParams, apply_palette, load_palette, palette_fr
 from pipelines.pixel.color import oklab_distance, rgb_to_oklab
 from pipelines.pixel.grid import AxisGrid, Grid, detect_grid, sample_cells
 from pipelines.render import StepFn, render
+from studio import limits
 from studio.params import GenerateParams, checked_fields
+from studio.values import parse_bool, parse_int, parse_size
 
 SEAM_TOLERANCE = 1.0  # the spec: the wrap step may be no larger than the typical interior step
 _MISSING = object()
@@ -87,18 +89,6 @@ def seamless(pipe, axes: str = "xy") -> Iterator[int]:
 # ----------------------------------------------------------------------------------------
 # the spec and the seam measure
 # ----------------------------------------------------------------------------------------
-def _size_pair(name: str, v: Any, lo: int, hi: int) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in v)
-        if (w, h) != tuple(v):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (width, height) pair of whole numbers, got {v!r}") from None
-    if not (lo <= w <= hi and lo <= h <= hi):
-        raise ValueError(f"{name} must be from {lo}x{lo} to {hi}x{hi} px, got {w}x{h}")
-    return w, h
-
-
 @dataclass(frozen=True)
 class TileSpec:
     """What a tileset job asks for beyond the prompt: how many variants, their native size, the palette."""
@@ -110,11 +100,10 @@ class TileSpec:
     palette: str | None = None  # a palette name or file; overrides colors
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= 16:
-            raise ValueError(f"count must be a whole number from 1 to 16, got {self.count!r}")
-        object.__setattr__(self, "tile_size", _size_pair("tile_size", self.tile_size, 4, 256))
-        if not isinstance(self.seamless, bool):
-            raise ValueError(f"seamless must be true or false, got {self.seamless!r}")
+        object.__setattr__(self, "count", parse_int(self.count, "count", 1, limits.MAX_TILE_VARIANTS))
+        object.__setattr__(self, "tile_size", parse_size(self.tile_size, "tile_size", limits.MIN_TILE_SIDE,
+                                                         limits.MAX_TILE_SIDE))
+        object.__setattr__(self, "seamless", parse_bool(self.seamless, "seamless"))
         checked = PixelParams(colors=self.colors, palette=self.palette)  # the pixel engine's own rules
         object.__setattr__(self, "colors", checked.colors)
 
@@ -125,10 +114,7 @@ class TileSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TileSpec:
-        d = checked_fields(cls, data, "tile parameter")
-        if isinstance(d.get("tile_size"), list):
-            d["tile_size"] = tuple(d["tile_size"])
-        return cls(**d)
+        return cls(**checked_fields(cls, data, "tile parameter"))
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,19 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from PIL import Image
+
+from pipelines.pixel import PixelParams, PixelResult, load_rgba, pixelate_file
+from pipelines.render import StepFn
+from pipelines.sheet import SheetSpec, generate_sheet
+from pipelines.sprite import ItemList, generate_item_batch, generate_sprites
+from pipelines.tiles import TileSpec, generate_tileset, repeat_preview
+from pipelines.variation import VariationSpec, generate_variations
 from studio.files import atomic_write_bytes, save_png
 from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
@@ -72,20 +82,63 @@ class SpecJob:
         return {**self.params.to_dict(), self.key: self.spec.to_dict()}
 
 
+@dataclass
+class Rendered:
+    """What a recipe hands back to be stored: (seed, sprite, raw render) per image, facts for the PNG
+    metadata and the result, and extra files (a sheet, a GIF, tile previews)."""
+
+    images: list[tuple[int, Image.Image, Image.Image]]
+    info: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Image.Image | bytes] = field(default_factory=dict)
+
+
+def _sprites(pipe, params: GenerateParams, _spec: None, on_step: StepFn) -> Rendered:
+    return Rendered([(o.seed, o.sprite, o.raw) for o in generate_sprites(pipe, params, on_step)])
+
+
+def _batch(pipe, params: GenerateParams, items: ItemList, on_step: StepFn) -> Rendered:
+    outputs = generate_item_batch(pipe, params, list(items.prompts), on_step)
+    return Rendered([(o.seed, o.sprite, o.raw) for o in outputs], {"items": items.to_dict()})
+
+
+def _variation(pipe, params: GenerateParams, spec: VariationSpec, on_step: StepFn) -> Rendered:
+    with Image.open(spec.source) as src:
+        src.load()
+        source = src.convert("RGBA")
+    outputs = generate_variations(pipe, params, source, spec.strength, on_step)
+    return Rendered([(o.seed, o.sprite, o.raw) for o in outputs], {"variation": spec.to_dict()})
+
+
+def _sheet(pipe, params: GenerateParams, spec: SheetSpec, on_step: StepFn) -> Rendered:
+    out = generate_sheet(pipe, params, spec, on_step)
+    info = {"sheet": spec.to_dict(), "strategy": out.strategy, "animation": out.animation, "fps": out.fps,
+            "prompts": out.prompts}
+    return Rendered(list(zip(out.seeds, out.frames, out.raws, strict=True)), info,
+                    {"sheet.png": out.sheet, "preview.gif": out.gif})
+
+
+def _tileset(pipe, params: GenerateParams, spec: TileSpec, on_step: StepFn) -> Rendered:
+    out = generate_tileset(pipe, params, spec, on_step)
+    info = {"tiles": spec.to_dict(), "seamless": out.seamless, "seams": [r.to_dict() for r in out.reports]}
+    extras = {f"repeat-{i}.png": repeat_preview(t) for i, t in enumerate(out.tiles)}
+    return Rendered(list(zip(out.seeds, out.tiles, out.raws, strict=True)), info, extras)
+
+
 @dataclass(frozen=True)
-class ItemList:
-    """The prompts of an item batch: one sprite each, one palette for all."""
+class Recipe:
+    """A job kind: the recipe that renders it, and the key its spec is stored under in the job's params."""
 
-    prompts: tuple[str, ...]
+    run: Callable[[Any, GenerateParams, Any, StepFn], Rendered]
+    spec_key: str | None = None
 
-    def __post_init__(self) -> None:
-        if not 1 <= len(self.prompts) <= 32:
-            raise ParamsError(f"an item batch needs 1 to 32 items, got {len(self.prompts)}")
-        if not all(isinstance(p, str) and p.strip() for p in self.prompts):
-            raise ParamsError("every item needs a non-empty prompt")
 
-    def to_dict(self) -> dict:
-        return {"prompts": list(self.prompts)}
+RECIPES: dict[str, Recipe] = {
+    "generate": Recipe(_sprites),
+    "batch": Recipe(_batch, "items"),
+    "variation": Recipe(_variation, "variation"),
+    "sheet": Recipe(_sheet, "sheet"),
+    "tileset": Recipe(_tileset, "tiles"),
+}
 
 
 class Studio:
@@ -102,20 +155,7 @@ class Studio:
         if not [m for m in self.registry.checkpoints() if not m.demo]:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
-        self.queue = JobQueue(self.store, {"generate": self._run_generate, "sheet": self._run_sheet,
-                                           "tileset": self._run_tileset, "batch": self._run_batch,
-                                           "variation": self._run_variation}, hold=self._training_hold)
-        from studio.features.compare import Arena
-
-        self.arena = Arena(self)
-
-    def _training_hold(self) -> str | None:
-        """With `pause_generation_while_training`, generation waits while a training run is alive."""
-        if not self.settings.pause_generation_while_training:
-            return None
-        from studio.features import training_runs
-
-        return "a LoRA training run has the GPU" if training_runs.active(self) else None
+        self.queue = JobQueue(self.store, {kind: self._run for kind in RECIPES})
 
     def close(self) -> None:
         self.queue.shutdown()
@@ -190,48 +230,24 @@ class Studio:
         native = pipe.default_sample_size * pipe.vae_scale_factor
         return pipe, params.resolved(width=native, height=native, model=params.model)
 
-    def _run_generate(self, job: Job) -> GenerateResult:
-        from pipelines.sprite import generate_sprites
-
+    def _run(self, job: Job) -> GenerateResult:
+        """Run one job of a kind in RECIPES on the worker thread: activate, render, store."""
+        recipe = RECIPES[job.kind]
         pipe, params = self._prepare(job)
-        job.params, job.total = params, params.steps
+        spec = job.params.spec if isinstance(job.params, SpecJob) else None
+        job.params = SpecJob(params, spec, recipe.spec_key) if recipe.spec_key else params
+        job.total = params.steps
         started = time.perf_counter()
-        outputs = generate_sprites(pipe, params, job.check)
-        log.info("job %s rendered %d image(s) in %.2f s", job.id, len(outputs), time.perf_counter() - started)
-        return self._store(job, params, params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs])
+        rendered = recipe.run(pipe, params, spec, job.check)
+        log.info("job %s (%s) rendered %d image(s) in %.2f s", job.id, job.kind, len(rendered.images),
+                 time.perf_counter() - started)
+        return self._store(job, params, job.params.to_dict(), rendered)
 
-    def _run_sheet(self, job: Job) -> GenerateResult:
-        from pipelines.sheet import generate_sheet
-
-        pipe, params = self._prepare(job)
-        spec = job.params.spec
-        job.params = SpecJob(params, spec, "sheet")
-        out = generate_sheet(pipe, params, spec, job.check)
-        frames = [(seed, frame, raw) for seed, frame, raw in zip(out.seeds, out.frames, out.raws, strict=True)]
-        info = {"strategy": out.strategy, "animation": out.animation, "fps": out.fps, "prompts": out.prompts}
-        return self._store(job, params, job.params.to_dict(), frames, {"sheet": spec.to_dict(), **info},
-                           {"sheet.png": out.sheet, "preview.gif": out.gif})
-
-    def _run_tileset(self, job: Job) -> GenerateResult:
-        from pipelines.tiles import generate_tileset, repeat_preview
-
-        pipe, params = self._prepare(job)
-        spec = job.params.spec
-        job.params = SpecJob(params, spec, "tiles")
-        out = generate_tileset(pipe, params, spec, job.check)
-        tiles = list(zip(out.seeds, out.tiles, out.raws, strict=True))
-        info = {"seamless": out.seamless, "seams": [r.to_dict() for r in out.reports]}
-        extras = {f"repeat-{i}.png": repeat_preview(t) for i, t in enumerate(out.tiles)}
-        return self._store(job, params, job.params.to_dict(), tiles, {"tiles": spec.to_dict(), **info}, extras)
-
-    def _store(self, job: Job, params: GenerateParams, job_params: dict, images: list[tuple], info: dict | None = None,
-               extras: dict[str, object] | None = None) -> GenerateResult:
+    def _store(self, job: Job, params: GenerateParams, job_params: dict, rendered: Rendered) -> GenerateResult:
         """Write every image (with metadata) and extra file, then record them and 'done' in one transaction.
 
         Any failure (a full disk) removes what this job wrote, so no orphan files and no half-recorded job.
         """
-        from PIL import Image
-
         entry = self.registry.checkpoint(params.model)
         model_hash = self.registry.hashes.short_hash(entry.path) if entry.kind == "single_file" else None
         folder = self.settings.outputs_dir / time.strftime("%Y-%m-%d")
@@ -239,12 +255,12 @@ class Studio:
         results: list[ImageResult] = []
         extra_paths: dict[str, Path] = {}
         try:
-            for i, (seed, sprite, raw) in enumerate(images):
-                meta = pnginfo(params, seed, {"job_id": job.id, "index": i, **(info or {})}, model_hash)
+            for i, (seed, sprite, raw) in enumerate(rendered.images):
+                meta = pnginfo(params, seed, {"job_id": job.id, "index": i, **rendered.info}, model_hash)
                 written.append(save_png(sprite, folder / f"{job.id}-{i}.png", meta))
                 written.append(save_png(raw, folder / f"{job.id}-{i}-raw.png", meta))
                 results.append(ImageResult(uuid.uuid4().hex[:12], seed, written[-2], written[-1], *sprite.size))
-            for name, content in (extras or {}).items():
+            for name, content in rendered.extras.items():
                 path = folder / f"{job.id}-{name}"
                 if isinstance(content, Image.Image):
                     written.append(save_png(content, path))
@@ -260,60 +276,38 @@ class Studio:
             for p in written:
                 p.unlink(missing_ok=True)
             raise
-        return GenerateResult(job.id, params, results, extra_paths, dict(info or {}))
-
-    def _run_batch(self, job: Job) -> GenerateResult:
-        from pipelines.sprite import generate_item_batch
-
-        pipe, params = self._prepare(job)
-        items = job.params.spec
-        job.params = SpecJob(params, items, "items")
-        outputs = generate_item_batch(pipe, params, items.prompts, job.check)
-        return self._store(job, params, job.params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs],
-                           {"items": items.to_dict()})
-
-    def _run_variation(self, job: Job) -> GenerateResult:
-        from PIL import Image
-
-        from pipelines.variation import generate_variations
-
-        pipe, params = self._prepare(job)
-        spec = job.params.spec
-        job.params = SpecJob(params, spec, "variation")
-        with Image.open(spec.source) as src:
-            src.load()
-            source = src.convert("RGBA")
-        outputs = generate_variations(pipe, params, source, spec.strength, job.check)
-        return self._store(job, params, job.params.to_dict(), [(o.seed, o.sprite, o.raw) for o in outputs],
-                           {"variation": spec.to_dict()})
+        return GenerateResult(job.id, params, results, extra_paths, dict(rendered.info))
 
     def submit_variation(self, params: GenerateParams, source: Path | str, strength: float = 0.5,
                          source_label: str = "python", owner: str | None = None) -> Job:
-        """img2img variations of an image (an upload, or a sprite from the history)."""
-        from PIL import Image
-
-        from pipelines.pixel import load_rgba
-        from pipelines.variation import VariationSpec
-
+        """img2img variations of an image (an upload, or a sprite from the history by its image id)."""
+        if isinstance(source, str) and not Path(source).exists():
+            rows = self.store.query("SELECT path FROM images WHERE id = ?", [source])
+            source = rows[0]["path"] if rows else source
         rgba = load_rgba(source)  # an unreadable image fails here, before anything is queued
         kept = save_png(Image.fromarray(rgba), self.settings.data_dir / "inputs" / f"{uuid.uuid4().hex[:12]}.png")
         spec = VariationSpec(str(kept), strength)  # a copy: uploads may vanish before the job runs
-        return self.queue.submit("variation", SpecJob(self.check_generate(params), spec, "variation"),
-                                 source_label, owner)
+        return self._submit("variation", params, spec, source_label, owner)
 
     # -- sheets and tilesets ------------------------------------------------------------------------------
 
-    def submit_sheet(self, params: GenerateParams, spec, source: str = "python", owner: str | None = None) -> Job:
-        return self.queue.submit("sheet", SpecJob(self.check_generate(params), spec, "sheet"), source, owner)
+    def submit_sheet(self, params: GenerateParams, spec: SheetSpec, source: str = "python",
+                     owner: str | None = None) -> Job:
+        return self._submit("sheet", params, spec, source, owner)
 
     def submit_batch(self, params: GenerateParams, prompts: list[str], source: str = "python",
                      owner: str | None = None) -> Job:
         """Several items (one prompt each) in one job with one shared palette."""
-        items = ItemList(tuple(prompts))
-        return self.queue.submit("batch", SpecJob(self.check_generate(params), items, "items"), source, owner)
+        return self._submit("batch", params, ItemList(tuple(prompts)), source, owner)
 
-    def submit_tileset(self, params: GenerateParams, spec, source: str = "python", owner: str | None = None) -> Job:
-        return self.queue.submit("tileset", SpecJob(self.check_generate(params), spec, "tiles"), source, owner)
+    def submit_tileset(self, params: GenerateParams, spec: TileSpec, source: str = "python",
+                       owner: str | None = None) -> Job:
+        return self._submit("tileset", params, spec, source, owner)
+
+    def _submit(self, kind: str, params: GenerateParams, spec: object, source: str, owner: str | None) -> Job:
+        """Check what can be checked before the GPU, then queue (spec and params stored together)."""
+        return self.queue.submit(kind, SpecJob(self.check_generate(params), spec, RECIPES[kind].spec_key),
+                                 source, owner)
 
     # -- lookups ------------------------------------------------------------------------------------------
 
@@ -331,9 +325,7 @@ class Studio:
 
     # -- clean-up of any image (CPU only: runs in the caller's thread, not the GPU queue) -------------------
 
-    def clean_up(self, source: Path | str, pixel_params):
+    def clean_up(self, source: Path | str, pixel_params: PixelParams) -> tuple[Path, PixelResult]:
         """An uploaded image -> native sprite PNG under the data folder; returns (path, PixelResult)."""
-        from pipelines.pixel import pixelate_file
-
         dst = self.settings.data_dir / "cleanup" / f"{uuid.uuid4().hex[:12]}.png"
         return dst, pixelate_file(Path(source), dst, pixel_params)

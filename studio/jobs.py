@@ -55,18 +55,33 @@ class Job:
 
 
 Runner = Callable[[Job], Any]  # runs one job on the worker thread, returns its result
+Hold = Callable[[], str | None]  # a reason to keep jobs queued, or None
 
 
 class JobQueue:
-    def __init__(self, store: Store, runners: dict[str, Runner], hold: Callable[[], str | None] | None = None):
+    def __init__(self, store: Store, runners: dict[str, Runner]):
         self.store = store
-        self.runners = runners
-        self.hold = hold  # returns a reason to keep jobs queued (e.g. a training run has the GPU), or None
+        self.runners = dict(runners)
+        self.holds: list[Hold] = []
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="gpu-worker", daemon=True)
         self._thread.start()
+
+    def add_runners(self, runners: dict[str, Runner]) -> None:
+        """Job kinds a feature brings (Compare's battles and sweeps), registered where the app is assembled."""
+        clash = set(runners) & set(self.runners)
+        if clash:
+            raise ValueError(f"job kind(s) already registered: {', '.join(sorted(clash))}")
+        self.runners.update(runners)
+
+    def add_hold(self, hold: Hold) -> None:
+        """A reason to keep jobs queued (a training run has the GPU), asked before each job starts."""
+        self.holds.append(hold)
+
+    def _hold_reason(self) -> str | None:
+        return next((reason for hold in self.holds if (reason := hold())), None)
 
     def submit(self, kind: str, params, source: str = "python", owner: str | None = None) -> Job:
         if kind not in self.runners:
@@ -116,7 +131,7 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        while self.hold is not None and not job.cancel_requested.is_set() and (reason := self.hold()):
+        while not job.cancel_requested.is_set() and (reason := self._hold_reason()):
             job.error = f"waiting: {reason}"
             time.sleep(1.0)
         job.error = None

@@ -13,15 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.pixel import PixelParams
+from studio import limits
+from studio.values import ParamsError, parse_float, parse_int
 
-MAX_SIDE = 4096
-MAX_STEPS = 150
-MAX_COUNT = 64
-MAX_PROMPT = 4000
-
-
-class ParamsError(ValueError):
-    """A parameter a person typed is wrong; the message says which and why."""
+__all__ = ["GenerateParams", "LoraRef", "ParamsError", "checked_fields", "new_seed", "parse_loras"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +25,10 @@ class LoraRef:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
+        if not isinstance(self.name, str) or not self.name.strip():
             raise ParamsError("LoRA name must be a non-empty string")
-        if not -4.0 <= float(self.weight) <= 4.0:
-            raise ParamsError(f"LoRA weight for {self.name!r} must be between -4 and 4, got {self.weight}")
+        w = limits.MAX_LORA_WEIGHT
+        object.__setattr__(self, "weight", parse_float(self.weight, f"LoRA weight for {self.name!r}", -w, w))
 
     @classmethod
     def parse(cls, text: str) -> LoraRef:
@@ -45,17 +40,47 @@ class LoraRef:
             raise ParamsError(f"bad LoRA {text!r}: use NAME or NAME:WEIGHT") from exc
 
 
-def checked_fields(cls, data: dict[str, Any], what: str) -> dict[str, Any]:
+def parse_loras(value: Any) -> tuple[LoraRef, ...]:
+    """Every way a list of LoRAs arrives, as LoraRefs: "a:0.8, b" (CLI, UI text), {"a": 0.8} (MCP),
+    [{"name": "a", "weight": 0.8}] (JSON), ["a:0.8"], [("a", 0.8)], or LoraRefs."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [t for t in value.replace("\n", ",").split(",") if t.strip()]
+    if isinstance(value, dict):
+        value = [{"name": k, "weight": v} for k, v in value.items()]
+    if not isinstance(value, list | tuple):
+        raise ParamsError(f"loras must be a list of NAME:WEIGHT entries, got {value!r}")
+    refs = []
+    for item in value:
+        if isinstance(item, LoraRef):
+            refs.append(item)
+        elif isinstance(item, str):
+            refs.append(LoraRef.parse(item.strip()))
+        elif isinstance(item, dict) and set(item) <= {"name", "weight"} and "name" in item:
+            refs.append(LoraRef(item["name"], item.get("weight", 1.0)))
+        elif isinstance(item, list | tuple) and len(item) in (1, 2):
+            refs.append(LoraRef(*item))
+        else:
+            raise ParamsError(f"each LoRA must be NAME, NAME:WEIGHT or {{\"name\": ..., \"weight\": ...}}, got {item!r}")
+    if len(refs) > limits.MAX_LORAS:
+        raise ParamsError(f"at most {limits.MAX_LORAS} LoRAs on one job, got {len(refs)}")
+    return tuple(refs)
+
+
+def checked_fields(cls, data: Any, what: str) -> dict[str, Any]:
     """A copy of `data` that refuses keys which are not fields of the dataclass `cls`: a typo in a TOML file,
     a JSON payload or an MCP call fails with its name instead of being silently ignored."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{what}s must be an object of named values, got {data!r}")
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ParamsError(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+        raise ParamsError(f"unknown {what}(s): {', '.join(sorted(map(str, unknown)))}")
     return dict(data)
 
 
 def new_seed() -> int:
-    return random.SystemRandom().randrange(0, 2**32 - 1)
+    return random.SystemRandom().randrange(0, limits.MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -75,25 +100,30 @@ class GenerateParams:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ParamsError("prompt must not be empty")
-        if len(self.prompt) > MAX_PROMPT or len(self.negative) > MAX_PROMPT:
-            raise ParamsError(f"prompt is longer than {MAX_PROMPT} characters")
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
-            raise ParamsError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}")
-        if not 0.0 <= float(self.guidance) <= 30.0:
-            raise ParamsError(f"guidance must be between 0 and 30, got {self.guidance}")
+        if not isinstance(self.negative, str):
+            raise ParamsError(f"negative must be text, got {self.negative!r}")
+        if len(self.prompt) > limits.MAX_PROMPT_CHARS or len(self.negative) > limits.MAX_PROMPT_CHARS:
+            raise ParamsError(f"prompt is longer than {limits.MAX_PROMPT_CHARS} characters")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise ParamsError(f"model must be a model's name, got {self.model!r}")
+        object.__setattr__(self, "steps", parse_int(self.steps, "steps", 1, limits.MAX_STEPS))
+        object.__setattr__(self, "guidance", parse_float(self.guidance, "guidance", 0.0, limits.MAX_GUIDANCE))
         for name in ("width", "height"):
             v = getattr(self, name)
             if v is None:
                 continue
-            if not isinstance(v, int) or v % 8 or not 64 <= v <= MAX_SIDE:
-                raise ParamsError(f"{name} must be a multiple of 8 from 64 to {MAX_SIDE}, got {v!r}")
-        if not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
-            raise ParamsError(f"count must be from 1 to {MAX_COUNT}, got {self.count!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**32):
-            raise ParamsError(f"seed must be a whole number from 0 to 4294967295, got {self.seed!r}")
+            lo, hi = limits.MIN_RENDER_SIDE, limits.MAX_RENDER_SIDE
+            if isinstance(v, bool) or not isinstance(v, int) or v % 8 or not lo <= v <= hi:
+                raise ParamsError(f"{name} must be a multiple of 8 from {lo} to {hi}, got {v!r}")
+        object.__setattr__(self, "count", parse_int(self.count, "count", 1, limits.MAX_COUNT))
+        if self.seed is not None:
+            object.__setattr__(self, "seed", parse_int(self.seed, "seed", 0, limits.MAX_SEED))
+        object.__setattr__(self, "loras", parse_loras(self.loras))
         names = [lr.name for lr in self.loras]
         if len(set(names)) != len(names):
             raise ParamsError("each LoRA may be listed only once")
+        if self.pixel is not None and not isinstance(self.pixel, PixelParams):
+            raise ParamsError(f"pixel must be pixel clean-up settings or null, got {self.pixel!r}")
 
     def seeds(self) -> list[int]:
         if self.seed is None:
@@ -119,13 +149,9 @@ class GenerateParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:
         d = checked_fields(cls, data, "parameter")
-        d["loras"] = tuple(
-            LoraRef(**x) if isinstance(x, dict) else LoraRef.parse(x) if isinstance(x, str) else LoraRef(*x)
-            for x in d.get("loras") or ()
-        )
-        if "pixel" in d and d["pixel"] is not None:
+        if "prompt" not in d:
+            raise ParamsError("prompt is missing")
+        d["loras"] = parse_loras(d.get("loras"))
+        if d.get("pixel") is not None:
             d["pixel"] = PixelParams.from_dict(d["pixel"])
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ParamsError(str(exc)) from exc
+        return cls(**d)

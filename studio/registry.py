@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.files import atomic_write_bytes
+from studio.sdxl.builtin_config import write_sdxl_config
 
 TINY_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SDXL_SECOND_ENCODER = "conditioner.embedders.1."  # OpenCLIP bigG: SDXL base has it, SD 1.x/2.x and the refiner not
@@ -193,7 +194,5 @@ class Registry:
             return str(shared)
         builtin = self.models_dir / "configs" / "sdxl-base-builtin"
         if not (builtin / "model_index.json").is_file():
-            from studio.sdxl.builtin_config import write_sdxl_config
-
             write_sdxl_config(builtin)
         return str(builtin)

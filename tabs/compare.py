@@ -11,14 +11,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.core import Studio
-from studio.features.compare import BattleSettings, Contender
-from studio.params import LoraRef
+from studio.features.compare import Arena, BattleSettings, Contender
+from studio.features.ratings import head_to_head_figure, ratings_figure
+from studio.frontends.assemble import App
+from studio.params import GenerateParams, parse_loras
 from tabs.common import wait_for
 
 
-def _names(studio: Studio) -> list[str]:
-    return [c.name for c in studio.arena.contenders()]
+def _names(arena: Arena) -> list[str]:
+    return [c.name for c in arena.contenders()]
 
 
 def _gallery(view: dict) -> list[tuple[str, str]]:
@@ -33,9 +34,10 @@ def _reveal(view: dict) -> str:
     return f"Battle `{view['id']}` · seed {view['seed']} · {names}{voted}"
 
 
-def build(studio: Studio, page: gr.Tab | None = None) -> None:
+def build(app: App, page: gr.Tab | None = None) -> None:
     """`page`: the tab, so the leaderboard draws itself when the tab is opened."""
-    arena = studio.arena
+    studio = app.studio
+    arena = app.arena
     sets = list(arena.prompt_sets())
 
     with gr.Accordion("Contenders", open=not arena.contenders()):
@@ -46,10 +48,10 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
             c_loras = gr.Textbox(label="LoRAs (name:weight, …)")
             c_steps = gr.Number(label="Steps (0 = battle's)", value=0, precision=0)
             c_save = gr.Button("Save contender")
-        c_list = gr.Markdown(lambda: _contender_table(studio))  # re-read at every page load
+        c_list = gr.Markdown(lambda: _contender_table(arena))  # re-read at every page load
 
     with gr.Row():
-        picks = gr.Dropdown(_names(studio), multiselect=True, label="Contenders (2-4)", elem_id="picks",
+        picks = gr.Dropdown(_names(arena), multiselect=True, label="Contenders (2-4)", elem_id="picks",
                             max_choices=4, allow_custom_value=True)
         surprise = gr.Button("Surprise me", size="sm", elem_id="surprise")
         blind = gr.Checkbox(value=True, label="Blind (hide names until the vote)", elem_id="blind")
@@ -101,11 +103,11 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
 
     def save_contender(name, model, loras, steps_):
         try:
-            refs = tuple(LoraRef.parse(x.strip()) for x in (loras or "").split(",") if x.strip())
+            refs = parse_loras(loras)
             arena.save_contender(Contender(name.strip(), model or None, refs, int(steps_) or None))
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        return _contender_table(studio), gr.update(choices=_names(studio))
+        return _contender_table(arena), gr.update(choices=_names(arena))
 
     c_save.click(save_contender, [c_name, c_model, c_loras, c_steps], [c_list, picks], api_name="save_contender")
 
@@ -157,8 +159,6 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
     vote_best.click(lambda b, c, w: cast(b, c or "", w), [battle_id, best, voter], [images, info], api_name="vote")
 
     def run_sweep(prompt_, seed_, axis, lora, values, steps_, progress=gr.Progress()):  # noqa: B008
-        from studio.params import GenerateParams
-
         try:
             vals = [float(v) for v in str(values).replace(";", ",").split(",") if v.strip()]
             params = GenerateParams(prompt=prompt_ or "", seed=int(seed_) if str(seed_).strip() else None,
@@ -174,8 +174,6 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
     sw_run.click(run_sweep, [sw_prompt, sw_seed, sw_axis, sw_lora, sw_values, sw_steps], sw_grid, api_name="sweep")
 
     def show_board(pset):
-        from studio.features.ratings import head_to_head_figure, ratings_figure
-
         board = arena.leaderboard(None if pset in (None, "(all)") else pset)
         import pandas as pd
 
@@ -195,8 +193,8 @@ def build(studio: Studio, page: gr.Tab | None = None) -> None:
     export_btn.click(export, export_fmt, export_file, api_name="export_votes")
 
 
-def _contender_table(studio: Studio) -> str:
-    rows = studio.arena.contenders()
+def _contender_table(arena: Arena) -> str:
+    rows = arena.contenders()
     if not rows:
         return "_No contenders yet: save at least two (e.g. the base alone, and the base with your LoRA)._"
     lines = ["| contender | model | LoRAs | steps |", "|---|---|---|---|"]

@@ -12,14 +12,15 @@ import plotly.express as px
 
 from studio.core import Studio
 from studio.features import dataset_library as datasets
+from studio.frontends.assemble import App
 from training import dataset as dset
+from training.captioning import find_captioners
 
 PAGE = 24
 
 
-def build(studio: Studio) -> None:
-    from training.captioning import find_captioners
-
+def build(app: App) -> None:
+    studio = app.studio
     with gr.Row():
         ds_name = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="ds-name")
         new_name = gr.Textbox(label="New dataset name", placeholder="slime-sprites", elem_id="ds-new-name")

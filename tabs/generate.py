@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.core import Studio
+from pipelines.pixel import PixelParams, palette_names
+from studio import limits
+from studio.features.deploy import deploy
+from studio.features.workflows import run_workflow, workflows_for
+from studio.frontends.assemble import App
 from studio.metadata import MetadataError, params_from_png
-from studio.params import GenerateParams, LoraRef
+from studio.params import GenerateParams, parse_loras
 from tabs.common import submit_and_wait, wait_for
 
 BACKGROUNDS = ["auto", "keep"]
 
 
-def _parse_loras(text: str) -> tuple[LoraRef, ...]:
-    items = [t.strip() for t in (text or "").replace("\n", ",").split(",") if t.strip()]
-    return tuple(LoraRef.parse(t) for t in items)
-
-
-def _pixel_params(sprite_w, sprite_h, colors, palette, background, outline):
-    from pipelines.pixel import PixelParams
-
-    size = (int(sprite_w), int(sprite_h)) if sprite_w and sprite_h else None
-    return PixelParams(
-        size=size,
-        colors=int(colors) if colors else None,
-        palette=palette or None,
-        background=(background or "auto").strip(),
-        outline=(outline or "").strip() or None,
-    )
+def _pixel_params(sprite_w, sprite_h, colors, palette, background, outline) -> PixelParams:
+    """The clean-up box's fields (0 = detect / automatic) as PixelParams."""
+    return PixelParams.from_user((sprite_w or 0, sprite_h or 0), colors, palette, background, outline)
 
 
 def _seed(text) -> int | None:
@@ -50,9 +41,8 @@ def _owner(request: gr.Request | None) -> str | None:
     return request.session_hash if request else None
 
 
-def build(studio: Studio) -> None:
-    from studio.features.workflows import workflows_for
-
+def build(app: App) -> None:
+    studio = app.studio
     models = [m["name"] for m in studio.models()]
     palettes = _palette_names()
     flows = workflows_for(studio)
@@ -77,17 +67,22 @@ def build(studio: Studio) -> None:
                 rescan = gr.Button("↻ models", size="sm", scale=0, min_width=90)
             with gr.Row():
                 seed = gr.Textbox(label="Seed (blank = random)", value="", elem_id="seed")
-                steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="steps")
-                guidance = gr.Slider(0, 20, value=6.0, step=0.5, label="Guidance")
+                steps = gr.Slider(1, limits.MAX_STEPS, value=30, step=1, label="Steps", elem_id="steps")
+                guidance = gr.Slider(0, limits.MAX_GUIDANCE, value=6.0, step=0.5, label="Guidance")
             with gr.Row():
-                width = gr.Number(label="Render width (0 = model native)", value=0, precision=0, elem_id="width")
-                height = gr.Number(label="Render height (0 = model native)", value=0, precision=0, elem_id="height")
+                width = gr.Number(label="Render width (0 = model native)", value=0, precision=0, elem_id="width",
+                                  minimum=0, maximum=studio.settings.max_side)
+                height = gr.Number(label="Render height (0 = model native)", value=0, precision=0, elem_id="height",
+                                   minimum=0, maximum=studio.settings.max_side)
                 count = gr.Slider(1, studio.settings.max_count, value=1, step=1, label="Batch count")
             with gr.Accordion("Sprite clean-up", open=True):
                 with gr.Row():
-                    sprite_w = gr.Number(label="Sprite width (0 = detect)", value=0, precision=0)
-                    sprite_h = gr.Number(label="Sprite height (0 = detect)", value=0, precision=0)
-                    colors = gr.Number(label="Colours (0 = auto)", value=0, precision=0)
+                    sprite_w = gr.Number(label="Sprite width (0 = detect)", value=0, precision=0, minimum=0,
+                                         maximum=limits.MAX_SPRITE_SIDE)
+                    sprite_h = gr.Number(label="Sprite height (0 = detect)", value=0, precision=0, minimum=0,
+                                         maximum=limits.MAX_SPRITE_SIDE)
+                    colors = gr.Number(label="Colours (0 = auto)", value=0, precision=0, minimum=0,
+                                        maximum=limits.MAX_COLORS)
                     palette = gr.Dropdown(["", *palettes], value="", label="Palette", allow_custom_value=True)
                     background = gr.Dropdown(BACKGROUNDS, value="auto", label="Background", allow_custom_value=True,
                                              info="auto, keep, or a #rrggbb colour to make transparent")
@@ -100,7 +95,8 @@ def build(studio: Studio) -> None:
                 with gr.Row():
                     var_source = gr.Image(label="Sprite to vary (blank = the last job's first sprite)",
                                           type="filepath", format="png", elem_id="var-source")
-                    var_strength = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Strength (how far from it)")
+                    var_strength = gr.Slider(limits.MIN_STRENGTH, limits.MAX_STRENGTH, value=0.5, step=0.05,
+                                             label="Strength (how far from it)")
                 var_btn = gr.Button("Make variations", elem_id="var-btn")
             load_png = gr.File(label="Drop a PNG to restore its settings", file_types=[".png"], elem_id="load-png")
         with gr.Column(scale=3):
@@ -142,7 +138,7 @@ def build(studio: Studio) -> None:
                 prompt=prompt_ or "",
                 negative=negative_ or "",
                 model=model_ or None,
-                loras=_parse_loras(loras_),
+                loras=parse_loras(loras_),
                 seed=_seed(seed_),
                 steps=int(steps_),
                 guidance=float(guidance_),
@@ -201,8 +197,6 @@ def build(studio: Studio) -> None:
                     api_name="pick_workflow")
 
     def run_flow(name, values_text, seed_, steps_, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        from studio.features.workflows import run_workflow
-
         values = dict(line.split("=", 1) for line in (values_text or "").splitlines() if "=" in line)
         values = {k.strip(): v.strip() for k, v in values.items()}
         overrides = {"steps": int(steps_)} | ({"seed": _seed(seed_)} if _seed(seed_) is not None else {})
@@ -230,7 +224,7 @@ def build(studio: Studio) -> None:
             if not src:
                 raise ValueError("upload a sprite, or generate one first")
             params = GenerateParams(
-                prompt=prompt_ or "", negative=negative_ or "", model=model_ or None, loras=_parse_loras(loras_),
+                prompt=prompt_ or "", negative=negative_ or "", model=model_ or None, loras=parse_loras(loras_),
                 seed=_seed(seed_), steps=int(steps_), guidance=float(guidance_), count=int(count_),
                 pixel=_pixel_params(sw, sh, col, pal, bg, ol),
             )
@@ -258,7 +252,7 @@ def build(studio: Studio) -> None:
     def add_lora(current: str, name: str | None):
         if not name:
             return current
-        names = [r.name for r in _parse_loras(current)]
+        names = [r.name for r in parse_loras(current)]
         return current if name in names else ", ".join(filter(None, [current.strip(", "), f"{name}:1.0"]))
 
     lora_pick.change(add_lora, [loras, lora_pick], loras, api_name="add_lora")
@@ -294,8 +288,6 @@ def build(studio: Studio) -> None:
     )
 
     def send_to_bevy(job_id: str, assets: str, name: str, kind: str):
-        from studio.features.deploy import deploy
-
         if not job_id:
             raise gr.Error("generate something first")
         roots = studio.settings.project_roots or (() if studio.settings.lan else None)
@@ -330,6 +322,4 @@ def build(studio: Studio) -> None:
 
 
 def _palette_names() -> list[str]:
-    from pipelines.pixel import palette_names
-
     return list(palette_names())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.core import Studio
 from studio.features import metrics
+from studio.frontends.assemble import App
 
 
-def build(studio: Studio, page: gr.Tab | None = None) -> None:
+def build(app: App, page: gr.Tab | None = None) -> None:
     """The plots fill in when the tab is opened (`page`), and again on Refresh."""
+    studio = app.studio
     refresh = gr.Button("Refresh", elem_id="metrics-refresh")
     with gr.Row():
         times = gr.Plot(label="Seconds per job", elem_id="metrics-times")

@@ -13,9 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from studio.core import Studio
 from studio.features import dataset_library as datasets
 from studio.features import training_runs
+from studio.frontends.assemble import App
 from training.config import TrainConfig, list_presets, load_preset
 from training.runs import resume_run
 
@@ -71,7 +71,8 @@ def form_overrides(specs: list, values: tuple) -> dict:
     return out
 
 
-def build(studio: Studio) -> None:
+def build(app: App) -> None:
+    studio = app.studio
     presets = list_presets()
     with gr.Row():
         dataset = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="tr-dataset")
@@ -137,7 +138,7 @@ def build(studio: Studio) -> None:
         eta = f" · ETA {st['eta_s'] / 60:.1f} min" if st.get("eta_s") else ""
         err = f"\n\n**Error:** {st['error']}" if st.get("error") else ""
         text = f"**{run}** · {st.get('state')} · step {st.get('step', 0)}/{st.get('total', '?')}{eta}{err}"
-        rows = training_runs.metrics(studio, run)
+        rows = training_runs.loss_curve(studio, run)
         shots = [(str(p), p.stem) for p in training_runs.samples(studio, run)[-16:]]
         return text, curve_figure(rows), shots, training_runs.log_tail(studio, run)
 
@@ -161,7 +162,7 @@ def build(studio: Studio) -> None:
 
     def compare_against_base(run):
         try:
-            base, mine, prompt_set = training_runs.compare_against_base(studio, run or "")
+            base, mine, prompt_set = training_runs.compare_against_base(studio, app.arena, run or "")
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return (f"Saved contenders **{base}** and **{mine}** and prompt set **{prompt_set}**: "

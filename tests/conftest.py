@@ -64,11 +64,17 @@ def settings(tmp_path, demo_model):
 
 
 @pytest.fixture
-def studio(settings):
-    from studio.core import Studio
+def app(settings):
+    """The studio as the front ends get it: the core plus its features (Compare's job kinds registered)."""
+    from studio.frontends.assemble import App
 
-    with Studio(settings) as s:
-        yield s
+    with App(settings) as a:
+        yield a
+
+
+@pytest.fixture
+def studio(app):
+    return app.studio
 
 
 @pytest.fixture(scope="session")
@@ -121,15 +127,17 @@ def free_port() -> int:
 class LiveServer:
     """The real FastAPI + Gradio app under uvicorn on 127.0.0.1, in a thread."""
 
-    def __init__(self, studio):
+    def __init__(self, app):
         import uvicorn
 
         from studio.frontends.server import create_app
 
-        self.studio = studio
+        self.app = app
+        self.studio = app.studio
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        config = uvicorn.Config(create_app(studio), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(create_app(app), host="127.0.0.1", port=self.port, log_level="warning",
+                                timeout_graceful_shutdown=1)  # open event streams would hold shutdown for 10 s
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -156,10 +164,25 @@ def live_studio(tmp_path_factory, demo_model, lora_files):
     """One studio + server per test module (starting Gradio costs seconds)."""
     import shutil
 
-    from studio.core import Studio
+    from studio.frontends.assemble import App
 
     root = tmp_path_factory.mktemp("live")
     settings = make_settings(root, demo_model)
     shutil.copy(lora_files["slime"], settings.loras_dir / "slime.safetensors")
-    with Studio(settings) as st, LiveServer(st) as server:
+    with App(settings) as st, LiveServer(st) as server:
         yield server
+
+
+# What makes a test slow here: a real server (uvicorn + Gradio), Chromium, a LoRA training child process, or a
+# second Python interpreter. Such tests are marked `slow` by these rules, so `pytest -m "not slow"` is the quick
+# check while editing (under a minute) and the README's command still runs everything.
+SLOW_MODULES = {"test_browser", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench"}
+SLOW_FIXTURES = {"live_studio"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+

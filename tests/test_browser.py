@@ -110,7 +110,7 @@ def test_blind_battle_and_keyboard_vote(page, live_studio):
     from studio.features.compare import Contender
     from studio.params import LoraRef
 
-    arena = live_studio.studio.arena
+    arena = live_studio.app.arena
     arena.save_contender(Contender("plain-base"))
     arena.save_contender(Contender("hidden-style", loras=(LoraRef("slime", 0.8),)))
     page.reload()

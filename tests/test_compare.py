@@ -19,9 +19,9 @@ FAST = BattleSettings(steps=2)
 
 
 @pytest.fixture
-def arena(studio, lora_files):
+def arena(app, studio, lora_files):
     shutil.copy(lora_files["slime"], studio.settings.loras_dir / "slime.safetensors")
-    a = studio.arena
+    a = app.arena
     a.save_contender(Contender("base"))
     a.save_contender(Contender("slime-1.0", loras=(LoraRef("slime", 1.0),)))
     a.save_contender(Contender("slime-0.5", loras=(LoraRef("slime", 0.5),)))
@@ -142,8 +142,8 @@ def test_votes_survive_a_killed_studio(arena, studio, tmp_path):
     cfg.write_text(f'data_dir = "{studio.settings.data_dir}"\nmodels_dir = "{studio.settings.models_dir}"\n')
     code = (
         "import os, signal\n"
-        "from studio.core import Studio\nfrom studio.settings import load_settings\n"
-        f"st = Studio(load_settings({str(cfg)!r}))\n"
+        "from studio.frontends.assemble import App\nfrom studio.settings import load_settings\n"
+        f"st = App(load_settings({str(cfg)!r}))\n"
         f"st.arena.vote({view['id']!r}, 'B', 'kill-test')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -183,7 +183,7 @@ def test_contender_parse_and_validation():
 def test_blind_battle_over_the_api_names_no_contender(live_studio, lora_files):
     from gradio_client import Client
 
-    arena = live_studio.studio.arena
+    arena = live_studio.app.arena
     arena.save_contender(Contender("base-model"))
     arena.save_contender(Contender("secret-lora", loras=(LoraRef("slime", 0.7),)))
     c = Client(live_studio.url, verbose=False)

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import studio.features.export as export
+from studio import limits
 from studio.features.export import (
     Animation,
     ExportError,
@@ -225,7 +226,7 @@ def test_palette_is_capped(assets):
     px[..., 0], px[..., 1] = np.mgrid[0:32, 0:32] * 8  # 1024 distinct colours
     px[0, :8] = (1, 2, 3)  # the most frequent colour comes first
     palette = export_sprite(Image.fromarray(px, "RGB"), assets, "noisy").sheet_json["palette"]
-    assert len(palette) == export.MAX_PALETTE == 256
+    assert len(palette) == limits.MAX_COLORS == 256
     assert palette[0] == "#010203"
 
 

@@ -19,13 +19,13 @@ from tests.conftest import LiveServer, make_settings
 
 @pytest.fixture(scope="module")
 def mcp_studio(tmp_path_factory, demo_model):
-    from studio.core import Studio
+    from studio.frontends.assemble import App
 
     root = tmp_path_factory.mktemp("mcp")
     games = root / "games"
     (games / "slime-quest" / "assets").mkdir(parents=True)
     settings = make_settings(root, demo_model, project_roots=(games,))
-    with Studio(settings) as st, LiveServer(st) as server:
+    with App(settings) as st, LiveServer(st) as server:
         server.games = games
         yield server
 
@@ -197,10 +197,10 @@ def test_twenty_concurrent_calls_from_two_clients(mcp_studio):
 
 
 def test_lan_mode_requires_the_token(tmp_path, demo_model):
-    from studio.core import Studio
+    from studio.frontends.assemble import App
 
     settings = dataclasses.replace(make_settings(tmp_path, demo_model), lan=True, password="pw")
-    with Studio(settings) as st, LiveServer(st) as server:
+    with App(settings) as st, LiveServer(st) as server:
         token = (settings.data_dir / "mcp_token").read_text().strip()
         assert len(token) >= 32
         r = httpx.post(server.url + "mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
@@ -211,7 +211,7 @@ def test_lan_mode_requires_the_token(tmp_path, demo_model):
         assert r.status_code == 401
         with pytest.raises(Exception):  # noqa: B017 - the client surfaces the 401 as an HTTP error
             run(call(server.url, "list_models", {}))
-        assert st.store.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
+        assert st.studio.store.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
         res = run(call(server.url, "list_models", {}, auth=token))
         assert res.structured_content["result"][0]["name"] == "demo-tiny"
 

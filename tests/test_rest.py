@@ -27,11 +27,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_model):
-    from studio.core import Studio
+    from studio.frontends.assemble import App
 
     root = tmp_path_factory.mktemp("rest")
     settings = make_settings(root, demo_model, mcp_token=TOKEN)
-    with Studio(settings) as st, LiveServer(st) as srv:
+    with App(settings) as st, LiveServer(st) as srv:
         toml = root / "studio.toml"
         toml.write_text(f'data_dir = "{settings.data_dir}"\nmodels_dir = "{settings.models_dir}"\n'
                         f'port = {srv.port}\nmcp_token = "{TOKEN}"\n', encoding="utf-8")

@@ -143,11 +143,11 @@ def test_password_protects_the_ui_and_api(tmp_path, demo_model):
     import httpx
     from gradio_client import Client
 
-    from studio.core import Studio
+    from studio.frontends.assemble import App
     from tests.conftest import LiveServer, make_settings
 
     settings = make_settings(tmp_path, demo_model, password="s3cret")
-    with Studio(settings) as st, LiveServer(st) as server:
+    with App(settings) as st, LiveServer(st) as server:
         assert httpx.get(server.url + "config").status_code == 401
         with pytest.raises(Exception):  # noqa: B017 - gradio_client raises different types across versions
             Client(server.url, verbose=False)

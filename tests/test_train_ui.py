@@ -39,12 +39,12 @@ def wait_done(handle, timeout=240):
     raise TimeoutError(handle.status())
 
 
-def test_train_from_a_dataset_and_use_the_lora(studio, tmp_path):
+def test_train_from_a_dataset_and_use_the_lora(app, studio, tmp_path):
     make_dataset(studio, tmp_path)
     h = training_runs.start(studio, "blobs", "fast", output_name="blobs-lora", **TINY)
     st = wait_done(h)
     assert st["state"] == "done", st
-    rows = training_runs.metrics(studio, h.run_dir.name)  # DuckDB reading metrics.jsonl in place
+    rows = training_runs.loss_curve(studio, h.run_dir.name)  # DuckDB reading metrics.jsonl in place
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(r["loss"] > 0 for r in rows)
     assert training_runs.samples(studio, h.run_dir.name)
     names = {lo["name"] for lo in studio.loras()}
@@ -56,9 +56,9 @@ def test_train_from_a_dataset_and_use_the_lora(studio, tmp_path):
                                            loras=(LoraRef("blobs-lora_kohya", 1.0),)))
     a, b, c = (np.asarray(Image.open(r.images[0].raw_path)).astype(int) for r in (base, tuned, kohya))
     assert np.abs(a - b).max() > 0 and np.abs(b - c).max() <= 1
-    base_name, mine, prompt_set = training_runs.compare_against_base(studio, h.run_dir.name)
-    assert {c.name for c in studio.arena.contenders()} == {base_name, mine}
-    assert prompt_set in studio.arena.prompt_sets()
+    base_name, mine, prompt_set = training_runs.compare_against_base(studio, app.arena, h.run_dir.name)
+    assert {c.name for c in app.arena.contenders()} == {base_name, mine}
+    assert prompt_set in app.arena.prompt_sets()
 
 
 def test_training_bad_input(studio, tmp_path):
@@ -132,11 +132,12 @@ def test_train_command_and_resume_refusal(studio, tmp_path, capsys):
 def test_generation_can_wait_for_training(tmp_path, demo_model):
     import dataclasses
 
-    from studio.core import Studio
+    from studio.frontends.assemble import App
     from tests.conftest import make_settings
 
     settings = dataclasses.replace(make_settings(tmp_path, demo_model), pause_generation_while_training=True)
-    with Studio(settings) as studio:
+    with App(settings) as app:
+        studio = app.studio
         make_dataset(studio, tmp_path)
         h = training_runs.start(studio, "blobs", "fast", **{**TINY, "steps": 500, "sample_every": 0,
                                                              "checkpoint_every": 0})

@@ -23,34 +23,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from studio import limits
 from studio.files import save_png
+from studio.values import parse_colors, parse_int, parse_optional_size
 
 from . import background as bg
 from . import cleanup
 from .color import nearest_index, parse_hex, rgb_to_oklab
 from .grid import Grid, detect_grid, sample_cells
 from .io import PixelImageError, load_frames, load_rgba, to_pil
-from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
+from .palette import apply_palette, build_palette, load_palette, palette_from_images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-MAX_NATIVE = 1024  # a target size above this is not pixel art
-
-
-def _check_size(name: str, v: object) -> tuple[int, int] | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        parts = v.lower().replace(" ", "").split("x")
-        if len(parts) != 2:
-            raise ValueError(f"{name} must be WxH (e.g. 32x32), got {v!r}")
-        v = tuple(parts)
-    try:
-        w, h = (int(x) for x in v)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (width, height) pair of integers, got {v!r}") from None
-    if not (1 <= w <= MAX_NATIVE and 1 <= h <= MAX_NATIVE):
-        raise ValueError(f"{name} must be between 1x1 and {MAX_NATIVE}x{MAX_NATIVE}, got {w}x{h}")
-    return (w, h)
 
 
 @dataclass(frozen=True)
@@ -70,25 +54,14 @@ class PixelParams:
     canvas: tuple[int, int] | None = None  # pad to this canvas after crop
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", _check_size("size", self.size))
-        object.__setattr__(self, "canvas", _check_size("canvas", self.canvas))
+        top = limits.MAX_SPRITE_SIDE
+        object.__setattr__(self, "size", parse_optional_size(self.size, "sprite size", 1, top))
+        object.__setattr__(self, "canvas", parse_optional_size(self.canvas, "canvas", 1, top))
         if self.size_mode not in ("hint", "exact"):
             raise ValueError(f"size_mode must be 'hint' or 'exact', got {self.size_mode!r}")
         if self.size_mode == "exact" and self.size is None:
             raise ValueError("size_mode 'exact' needs a size (e.g. 32x32)")
-        if self.colors is not None:
-            if isinstance(self.colors, bool) or not isinstance(self.colors, (int, np.integer)):
-                if isinstance(self.colors, str) and self.colors.strip().lower() == "auto":
-                    object.__setattr__(self, "colors", None)
-                else:
-                    try:
-                        object.__setattr__(self, "colors", int(str(self.colors)))
-                    except ValueError:
-                        raise ValueError(f"colors must be an integer or 'auto', got {self.colors!r}") from None
-            if self.colors is not None and not 2 <= int(self.colors) <= MAX_COLORS:
-                raise ValueError(f"colors must be between 2 and {MAX_COLORS}, got {self.colors}")
-            if self.colors is not None:
-                object.__setattr__(self, "colors", int(self.colors))
+        object.__setattr__(self, "colors", parse_colors(self.colors, limits.MIN_COLORS, limits.MAX_COLORS))
         if isinstance(self.palette, os.PathLike):
             object.__setattr__(self, "palette", os.fspath(self.palette))
         if self.palette is not None:
@@ -115,6 +88,23 @@ class PixelParams:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
+    @classmethod
+    def from_user(cls, size=None, colors=None, palette=None, background=None, outline=None, **rest) -> PixelParams:
+        """What a front end was given, as typed: a blank field means "not set", a size of 0 (or 0x0) and
+        colours of 0 mean "detect" / "automatic". Every front end (UI, CLI, MCP) builds its params here."""
+
+        def blank(v):
+            return v is None or (isinstance(v, str) and not v.strip())
+
+        if isinstance(size, list | tuple) and len(size) == 2 and not any(size):
+            size = None
+        if colors in (0, "0"):
+            colors = None
+        return cls(size=None if blank(size) else size, colors=None if blank(colors) else colors,
+                   palette=None if blank(palette) else palette.strip(),
+                   background="auto" if blank(background) else background.strip(),
+                   outline=None if blank(outline) else outline.strip(), **rest)
+
     def to_dict(self) -> dict:
         """JSON-safe dict (tuples become lists)."""
         d = asdict(self)
@@ -125,15 +115,13 @@ class PixelParams:
     @classmethod
     def from_dict(cls, d: dict) -> PixelParams:
         """Inverse of to_dict. Unknown keys are an error (a typo must not pass silently)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"pixel settings must be an object of named values, got {d!r}")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown pixel parameter(s): {', '.join(sorted(unknown))}")
-        kw = dict(d)
-        for k in ("size", "canvas"):
-            if kw.get(k) is not None and not isinstance(kw[k], str):
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+        return cls(**d)
 
 
 @dataclass
@@ -330,6 +318,9 @@ def preview_path(dst: str | os.PathLike) -> Path:
 
 
 def _save(result: PixelResult, dst: Path, preview_scale: int | None) -> None:
+    if preview_scale and max(result.image.size) * preview_scale > limits.MAX_PREVIEW_SIDE:
+        raise ValueError(f"a {result.image.width}x{result.image.height} sprite enlarged {preview_scale} times is over "
+                         f"the preview limit of {limits.MAX_PREVIEW_SIDE} px; use a smaller --preview-scale")
     save_png(result.image, dst)
     if preview_scale:
         save_png(upscale_nearest(result.image, preview_scale), preview_path(dst))
@@ -339,8 +330,10 @@ def pixelate_file(src: str | os.PathLike, dst: str | os.PathLike, params: PixelP
                   preview_scale: int | None = None, palette: np.ndarray | None = None) -> PixelResult:
     """Convert one file. The PNG at dst (and <stem>.preview.png, nearest-enlarged by
     preview_scale, if asked) is written atomically: on any failure no output is left."""
-    if preview_scale is not None and (not isinstance(preview_scale, int) or preview_scale < 1):
-        raise ValueError(f"preview_scale must be a positive integer, got {preview_scale!r}")
+    if Path(dst).suffix.lower() != ".png":
+        raise ValueError(f"sprites are written as PNG: name the output <name>.png, got {Path(dst).name!r}")
+    if preview_scale is not None:
+        preview_scale = parse_int(preview_scale, "preview scale", 1, limits.MAX_PREVIEW_SCALE)
     result = pixelate(load_rgba(src), params, palette)
     _save(result, Path(dst), preview_scale)
     return result
@@ -375,6 +368,8 @@ def pixelate_folder(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, para
     FolderItem.error and does not stop the batch. progress(done, total, path) is called
     after each file.
     """
+    if preview_scale is not None:
+        preview_scale = parse_int(preview_scale, "preview scale", 1, limits.MAX_PREVIEW_SCALE)
     files = list_images(src_dir)
     out_dir = Path(dst_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

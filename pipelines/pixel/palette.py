@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from studio import limits
+
 from .color import nearest_index, oklab_distance, parse_hex, rgb_to_oklab
 
 AUTO_TOLERANCE = 0.05  # OKLab diameter of one automatic colour cluster
-MAX_COLORS = 256
 
 _NAMED_HEX: dict[str, str] = {
     "pico-8": "000000 1d2b53 7e2553 008751 ab5236 5f574f c2c3c7 fff1e8 "
@@ -151,8 +152,8 @@ def load_palette(spec: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"palette file {path.name!r}: unsupported type (use .hex, .gpl or .pal)")
     if len(pal) == 0:
         raise ValueError(f"palette file {path.name!r} holds no colours")
-    if len(pal) > MAX_COLORS:
-        raise ValueError(f"palette file {path.name!r} holds {len(pal)} colours; at most {MAX_COLORS}")
+    if len(pal) > limits.MAX_COLORS:
+        raise ValueError(f"palette file {path.name!r} holds {len(pal)} colours; at most {limits.MAX_COLORS}")
     return pal
 
 
@@ -177,7 +178,7 @@ def _median_cut(lab: np.ndarray, w: np.ndarray, k: int | None, tol: float) -> li
 
     boxes = [np.arange(len(lab))]
     errs = [score(boxes[0])]
-    limit = k if k is not None else MAX_COLORS
+    limit = k if k is not None else limits.MAX_COLORS
     while len(boxes) < limit:
         best = int(np.argmax(errs))
         if errs[best] <= 0:

@@ -17,18 +17,24 @@ import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from PIL import Image, ImageDraw
+
+from pipelines.pixel import PixelParams
+from pipelines.render import SpriteOutput, offset_steps
+from pipelines.sprite import generate_sprites
+from studio import limits
+from studio.core import Studio
+from studio.features import ratings
+from studio.features.ratings import Leaderboard, Vote, most_uncertain_pair, votes_from_ranking
 from studio.files import save_png
-from studio.params import GenerateParams, LoraRef, new_seed
+from studio.jobs import Job, Runner
+from studio.params import GenerateParams, LoraRef, new_seed, parse_loras
 from studio.registry import ModelError
 from studio.store import now
 
-if TYPE_CHECKING:
-    from studio.core import Studio
-    from studio.jobs import Job
-
-SLOTS = "ABCD"
+SLOTS = "ABCDEFGH"[: limits.MAX_CONTENDERS]  # a battle's shown order
 CHOICES_2 = {"A": "a", "B": "b", "tie": "tie", "both_bad": "both_bad"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+@:-]{0,63}$")
 PROMPT_SETS_DIR = Path(__file__).with_name("prompt_sets")
@@ -57,14 +63,14 @@ class Contender:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Contender:
-        return cls(**{**d, "loras": tuple(LoraRef(**x) for x in d.get("loras") or ())})
+        return cls(**{**d, "loras": parse_loras(d.get("loras"))})
 
     @classmethod
     def parse(cls, text: str) -> Contender:
         """`name=model+lora:0.8+lora2` as typed on the command line; `name=+lora:1.0` uses the default model."""
         name, _, spec = text.partition("=")
         model, *loras = spec.split("+") if spec else ("",)
-        return cls(name.strip(), model.strip() or None, tuple(LoraRef.parse(x) for x in loras if x.strip()))
+        return cls(name.strip(), model.strip() or None, parse_loras(list(loras)))
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,22 @@ class Arena:
     def __init__(self, studio: Studio):
         self.studio = studio
         self.store = studio.store
-        studio.queue.runners["battle"] = self._run_battle
-        studio.queue.runners["sweep"] = self._run_sweep
+
+    def runners(self) -> dict[str, Runner]:
+        """Compare's job kinds, for the queue (registered where the app is assembled)."""
+        return {"battle": self._run_battle, "sweep": self._run_sweep}
+
+    def _render_each(self, job: Job, variants: list[GenerateParams]) -> list[SpriteOutput]:
+        """One sprite per params on the resident pipeline (adapters switched, the base kept), with progress
+        counted over all of them."""
+        total, done, outputs = sum(p.steps for p in variants), 0, []
+        for p in variants:
+            pipe = self.studio.manager.activate(p.model, p.loras)
+            native = pipe.default_sample_size * pipe.vae_scale_factor
+            p = p.resolved(width=native, height=native, model=p.model)
+            outputs.append(generate_sprites(pipe, p, offset_steps(job.check, done, p.steps, total))[0])
+            done += p.steps
+        return outputs
 
     # -- contenders ---------------------------------------------------------------------------------------
 
@@ -145,8 +165,6 @@ class Arena:
         return (rng or random).choice(sets[prompt_set])
 
     def surprise_pair(self) -> tuple[str, str]:
-        from studio.features.ratings import most_uncertain_pair
-
         names = [c.name for c in self.contenders()]
         if len(names) < 2:
             raise CompareError("save at least two contenders first")
@@ -171,8 +189,6 @@ class Arena:
         return self.studio.queue.submit("battle", payload, source="compare", owner=owner)
 
     def _params(self, c: Contender, prompt: str, seed: int, s: BattleSettings) -> GenerateParams:
-        from pipelines.pixel import PixelParams
-
         pixel = PixelParams(size=s.sprite_size, size_mode="exact") if s.sprite_size else PixelParams()
         return self.studio.check_generate(GenerateParams(
             prompt=prompt, model=c.model, loras=c.loras, seed=seed, steps=c.steps or s.steps,
@@ -180,18 +196,8 @@ class Arena:
         ))
 
     def _run_battle(self, job: Job) -> str:
-        from pipelines.sprite import generate_sprites
-
         b: _BattleJob = job.params
-        total = sum(p.steps for p in b.params)
-        done = 0
-        outputs = []
-        for p in b.params:
-            pipe = self.studio.manager.activate(p.model, p.loras)
-            native = pipe.default_sample_size * pipe.vae_scale_factor
-            p = p.resolved(width=native, height=native, model=p.model)
-            outputs.append(generate_sprites(pipe, p, lambda s, _t, base=done: job.check(base + s, total))[0])
-            done += p.steps
+        outputs = self._render_each(job, b.params)
         folder = self.studio.settings.outputs_dir / "battles"
         written = []
         try:
@@ -251,8 +257,6 @@ class Arena:
 
     def votes(self, prompt_set: str | None = None) -> list:
         """Every vote as pairwise `ratings.Vote`s (a 'best of N' becomes best-beats-each-other)."""
-        from studio.features.ratings import Vote, votes_from_ranking
-
         rows = self.store.query(
             "SELECT v.battle_id, v.choice, b.prompt, b.prompt_set FROM votes v JOIN battles b ON b.id = v.battle_id "
             "WHERE (? IS NULL OR b.prompt_set = ?) ORDER BY v.created", [prompt_set, prompt_set])
@@ -270,10 +274,8 @@ class Arena:
                 out += votes_from_ranking(r["battle_id"], who, who[SLOTS.index(r["choice"])], **kw)
         return out
 
-    def leaderboard(self, prompt_set: str | None = None, rounds: int = 200, min_votes: int = 20):
-        from studio.features.ratings import leaderboard
-
-        return leaderboard(self.votes(prompt_set), rounds=rounds, min_votes=min_votes,
+    def leaderboard(self, prompt_set: str | None = None, rounds: int = 200, min_votes: int = 20) -> Leaderboard:
+        return ratings.leaderboard(self.votes(prompt_set), rounds=rounds, min_votes=min_votes,
                            names=[c.name for c in self.contenders()])
 
     def export_votes(self, path: Path) -> Path:
@@ -300,8 +302,9 @@ class Arena:
         """One prompt and seed, one setting varied: `lora_weight` (of `lora`), `steps` or `guidance`."""
         if axis not in SWEEP_AXES:
             raise CompareError(f"sweep axis must be one of {', '.join(SWEEP_AXES)}, got {axis!r}")
-        if not 2 <= len(values) <= 12:
-            raise CompareError("a sweep needs 2 to 12 values")
+        lo, hi = limits.MIN_SWEEP_VALUES, limits.MAX_SWEEP_VALUES
+        if not lo <= len(values) <= hi:
+            raise CompareError(f"a sweep needs {lo} to {hi} values")
         if axis == "lora_weight":
             if not lora:
                 raise CompareError("a LoRA weight sweep needs a LoRA")
@@ -317,16 +320,8 @@ class Arena:
                                         owner=owner)
 
     def _run_sweep(self, job: Job) -> dict[str, Any]:
-        from pipelines.sprite import generate_sprites
-
         sweep: _SweepJob = job.params
-        total, done, cells = sum(p.steps for p in sweep.params), 0, []
-        for p in sweep.params:
-            pipe = self.studio.manager.activate(p.model, p.loras)
-            native = pipe.default_sample_size * pipe.vae_scale_factor
-            p = p.resolved(width=native, height=native, model=p.model)
-            cells.append(generate_sprites(pipe, p, lambda s, _t, base=done: job.check(base + s, total))[0].sprite)
-            done += p.steps
+        cells = [out.sprite for out in self._render_each(job, sweep.params)]
         labels = [f"{sweep.axis} {v:g}" for v in sweep.values]
         grid = labelled_grid(cells, labels)
         path = save_png(grid, self.studio.settings.outputs_dir / "sweeps" / f"{job.id}.png")
@@ -337,10 +332,8 @@ class Arena:
 SWEEP_AXES = ("lora_weight", "steps", "guidance")
 
 
-def labelled_grid(cells: list, labels: list[str], scale: int | None = None):
+def labelled_grid(cells: list, labels: list[str], scale: int | None = None) -> Image.Image:
     """Cells side by side, each enlarged with nearest-neighbour to ~128 px, with its label underneath."""
-    from PIL import Image, ImageDraw
-
     w, h = cells[0].size
     k = scale or max(1, 128 // max(w, h))
     pad = 16

@@ -11,13 +11,12 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio.core import Studio
 from studio.store import now
 from training.dataset import Dataset, DatasetError, list_datasets, tag_frequencies
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # plotly is imported when a figure is drawn: the CLI's dataset commands never draw one
     from plotly.graph_objects import Figure
-
-    from studio.core import Studio
 
 FILTERS = ("all", "problems", "untagged", "duplicates", "excluded")
 

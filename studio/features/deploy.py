@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from studio.core import Studio
 from studio.features.export import (
     Animation,
     ExportError,
@@ -24,9 +24,6 @@ from studio.features.export import (
     export_tileset,
 )
 from studio.files import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from studio.core import Studio
 
 KINDS = ("auto", "sprite", "sheet", "tileset")
 MANIFEST_FORMAT = "dgx-pixels-manifest"

@@ -10,64 +10,42 @@ Layout (the "Bevy contract" in DESIGN.md)::
 A single sprite is a 1x1 sheet. Pixels are copied exactly (RGBA, never resampled, never lossy), so what the
 studio shows is what the game draws once Bevy samples with `ImagePlugin::default_nearest()`.
 
-Safety. A name is a short lowercase slug and the target folder is resolved (symlinks included) and checked to lie
-inside the assets root, which itself must lie inside one of `allowed_roots` when given: an agent driving the studio
-remotely can pick a name, never a path.
-
-Atomicity. Bevy's `file_watcher` reloads an asset as soon as the file changes, and the JSON describes the PNG, so
-an export is a small transaction over its three files:
-
-1. every file is first written in full to a hidden staging file beside its destination (through
-   `studio.files`, so each staging file is itself fsynced and never half written);
-2. every destination that already exists gets a hard link (or, where links are unsupported, a copy) as backup;
-3. the staging files are `os.replace`d onto their destinations in order PNG first, JSON last, so a reader never
-   sees a JSON that describes a PNG which is not there yet.
-
-If anything fails, destinations already replaced are put back from their backups (or removed when this call
-created them), staging files, backups and folders this call created are removed, and `ExportError` is raised:
-previously exported files are left byte for byte as they were.
+Safety and atomicity (no path escapes the assets root; the three files are replaced as one transaction) are
+`asset_writer`'s job; the Rust snippet is `bevy_snippet`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import secrets
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from studio import limits
+from studio.features.asset_writer import (
+    KIND_DIRS,
+    ExportError,
+    check_label,
+    check_name,
+    make_dirs,
+    safe_asset_dir,
+    write_all,
+)
+from studio.features.bevy_snippet import APP_NAME, bevy_snippet
 from studio.files import atomic_write_bytes, save_png
 
-MAX_FRAMES_PER_ANIMATION = 64
-MAX_SHEET_SIDE = 4096
-MAX_TILES = 4096
-MAX_PALETTE = 256
-MAX_FPS = 120.0
 DEFAULT_FPS = 8.0
 STILL_DURATION_MS = 100  # Aseprite's default frame duration, for frames that do not animate
 
-KIND_DIRS = {"sprite": "sprites", "sheet": "sprites", "tileset": "tilesets"}
 ACCEPTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})  # convert to RGBA without loss
-APP_NAME = "DGX-Pixels Studio"
 SHEET_FORMAT = "dgx-pixels-sheet"
 SHEET_FORMAT_VERSION = 1
-
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# Device names Windows refuses as file names; assets folders get synced to Windows dev boxes.
-_RESERVED = frozenset({"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)})
-
-
-class ExportError(ValueError):
-    """A refused or failed export, with a message for a person; nothing was written when it is raised."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +57,7 @@ class Animation:
     fps: float = DEFAULT_FPS
 
     def __post_init__(self) -> None:
-        _check_label(self.name, "animation name")
+        check_label(self.name, "animation name")
         if isinstance(self.frames, Image.Image) or not isinstance(self.frames, Sequence):
             raise ExportError(f"animation {self.name!r}: frames must be a list of images")
         object.__setattr__(self, "frames", list(self.frames))
@@ -128,36 +106,12 @@ class ExportResult:
 # --------------------------------------------------------------------------------------------------- validation
 
 
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ExportError(
-            f"invalid asset name {name!r}: use 1-64 characters of lowercase a-z, 0-9, '_' or '-', "
-            "starting with a letter or digit (no paths, spaces or dots)"
-        )
-    if name in _RESERVED:
-        raise ExportError(f"invalid asset name {name!r}: it is a reserved device name on Windows")
-    return name
-
-
-def _check_label(label: object, what: str) -> str:
-    """Animation and tile names end up in JSON keys and in a Rust comment, so they stay plain identifiers."""
-    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
-        raise ExportError(f"invalid {what} {label!r}: use 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
-    return label
-
-
 def _check_fps(fps: object, animation: str) -> float:
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps):
         raise ExportError(f"animation {animation!r}: fps must be a number, got {fps!r}")
-    if not 0 < fps <= MAX_FPS:
-        raise ExportError(f"animation {animation!r}: fps must be above 0 and at most {MAX_FPS:g}, got {fps:g}")
+    if not 0 < fps <= limits.MAX_EXPORT_FPS:
+        raise ExportError(f"animation {animation!r}: fps must be above 0 and at most {limits.MAX_EXPORT_FPS:g}, got {fps:g}")
     return float(fps)
-
-
-def _check_kind(kind: object) -> str:
-    if kind not in KIND_DIRS:
-        raise ExportError(f"unknown export kind {kind!r}: expected one of {', '.join(KIND_DIRS)}")
-    return kind  # type: ignore[return-value]
 
 
 def _as_image(image: object, label: str) -> Image.Image:
@@ -175,63 +129,6 @@ def _check_source_job(source_job: object) -> str | int | None:
     if source_job is None or (isinstance(source_job, str | int) and not isinstance(source_job, bool)):
         return source_job  # type: ignore[return-value]
     raise ExportError(f"source_job must be a job id (text or number), got {type(source_job).__name__}")
-
-
-# -------------------------------------------------------------------------------------------------------- paths
-
-
-def safe_asset_dir(
-    assets_root: Path, kind: str, name: str, allowed_roots: Sequence[Path] | None = None
-) -> Path:
-    """The resolved folder an export of `kind`/`name` goes to, after checking it cannot escape `assets_root`.
-
-    Symlinks are resolved before the containment checks, so a link inside the assets root that points elsewhere
-    is refused. When `allowed_roots` is given (even empty), the resolved assets root must lie inside one of them:
-    that is what keeps a remote agent from choosing any folder on the machine. Nothing is created here.
-    """
-    _check_name(name)
-    subdir = KIND_DIRS[_check_kind(kind)]
-    if not isinstance(assets_root, str | os.PathLike) or not str(assets_root):
-        raise ExportError(f"assets root must be a folder path, got {assets_root!r}")
-    root = Path(assets_root).expanduser().resolve()
-    if allowed_roots is not None:
-        allowed = [Path(r).expanduser().resolve() for r in allowed_roots]
-        if not any(root.is_relative_to(a) for a in allowed):
-            shown = ", ".join(str(a) for a in allowed) or "none configured"
-            raise ExportError(f"assets root {root} is outside the allowed project folders ({shown})")
-    if root.exists() and not root.is_dir():
-        raise ExportError(f"assets root {root} is not a folder")
-    target = (root / subdir / name).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise ExportError(f"{subdir}/{name} resolves to {target}, outside the assets root {root}")
-    if target.exists() and not target.is_dir():
-        raise ExportError(f"{target} exists and is not a folder")
-    return target
-
-
-def _make_dirs(root: Path, target: Path) -> list[Path]:
-    """Create `target` (and `root`, one level only) and return the folders created, outermost first."""
-    created: list[Path] = []
-    try:
-        between = [root / p for p in reversed(target.relative_to(root).parents[:-1])]
-        for path in [root, *between, target]:
-            if not path.is_dir():
-                path.mkdir()
-                created.append(path)
-    except OSError as exc:
-        _remove_dirs(created)
-        raise ExportError(f"could not create {target}: {exc.strerror or exc}") from exc
-    # A symlink swapped in between the check and the mkdir would show up here.
-    if not target.resolve().is_relative_to(root):
-        _remove_dirs(created)
-        raise ExportError(f"{target} moved outside the assets root {root} while exporting")
-    return created
-
-
-def _remove_dirs(created: list[Path]) -> None:
-    for folder in reversed(created):
-        with contextlib.suppress(OSError):  # not empty (someone else wrote there): leave it
-            folder.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------------ sheet
@@ -262,8 +159,8 @@ def build_sheet(rows: list[list[Image.Image]], row_names: Sequence[str] | None =
                 )
     columns = max(len(row) for row in grid)
     width, height = columns * w, len(grid) * h
-    if width > MAX_SHEET_SIDE or height > MAX_SHEET_SIDE:
-        raise ExportError(f"sheet would be {width}x{height} px; the limit is {MAX_SHEET_SIDE} px per side")
+    if width > limits.MAX_SHEET_SIDE or height > limits.MAX_SHEET_SIDE:
+        raise ExportError(f"sheet would be {width}x{height} px; the limit is {limits.MAX_SHEET_SIDE} px per side")
     sheet = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     for r, row in enumerate(grid):
         for c, frame in enumerate(row):
@@ -272,7 +169,7 @@ def build_sheet(rows: list[list[Image.Image]], row_names: Sequence[str] | None =
 
 
 def _palette_from_image(sheet: Image.Image) -> list[str]:
-    """Distinct visible colours (alpha > 0), most frequent first, capped at MAX_PALETTE.
+    """Distinct visible colours (alpha > 0), most frequent first, capped at limits.MAX_COLORS.
 
     Semi-transparent pixels count as visible because they are drawn; fully transparent ones carry no colour.
     """
@@ -282,7 +179,7 @@ def _palette_from_image(sheet: Image.Image) -> list[str]:
         return []
     packed = (px[:, 0].astype(np.uint32) << 16) | (px[:, 1].astype(np.uint32) << 8) | px[:, 2]
     colours, counts = np.unique(packed, return_counts=True)
-    order = np.lexsort((colours, -counts))[:MAX_PALETTE]
+    order = np.lexsort((colours, -counts))[:limits.MAX_COLORS]
     return [f"#{int(colours[i]):06x}" for i in order]
 
 
@@ -290,8 +187,8 @@ def _normalise_palette(palette: Sequence[object]) -> list[str]:
     """Accept "#rrggbb", "rrggbb", "#rgb" or (r, g, b[, a]) entries; store lowercase "#rrggbb"."""
     if isinstance(palette, str) or not isinstance(palette, Sequence):
         raise ExportError("palette must be a list of colours")
-    if len(palette) > MAX_PALETTE:
-        raise ExportError(f"palette has {len(palette)} colours; the limit is {MAX_PALETTE}")
+    if len(palette) > limits.MAX_COLORS:
+        raise ExportError(f"palette has {len(palette)} colours; the limit is {limits.MAX_COLORS}")
     return [_colour_hex(entry, i) for i, entry in enumerate(palette)]
 
 
@@ -396,76 +293,6 @@ def _json_bytes(data: dict) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 
-# ------------------------------------------------------------------------------------------------ transaction
-
-Writer = Callable[[Path], object]
-
-
-def _write_all(items: list[tuple[Path, Writer]], created_dirs: list[Path]) -> None:
-    """Stage every file, back up what exists, then replace in order; on failure undo all of it (module doc)."""
-    token = secrets.token_hex(6)
-    staged: list[tuple[Path, Path]] = []
-    backups: dict[Path, Path] = {}
-    committed: list[Path] = []
-    current = items[0][0]
-    try:
-        for final, write in items:
-            current = final
-            tmp = final.with_name(f".{final.name}.{token}.staged.tmp")
-            staged.append((tmp, final))
-            write(tmp)
-        for _, final in staged:
-            current = final
-            if os.path.lexists(final):
-                backups[final] = _backup(final, final.with_name(f".{final.name}.{token}.bak.tmp"))
-        for tmp, final in staged:
-            current = final
-            os.replace(tmp, final)
-            committed.append(final)
-    except BaseException as exc:
-        problems = _rollback(committed, backups)
-        _discard([tmp for tmp, _ in staged] + list(backups.values()))
-        _remove_dirs(created_dirs)
-        if not isinstance(exc, OSError):
-            raise
-        reason = exc.strerror or str(exc)
-        if problems:
-            raise ExportError(
-                f"could not write {current}: {reason}; restoring the previous files also failed "
-                f"({'; '.join(problems)})"
-            ) from exc
-        raise ExportError(f"could not write {current}: {reason}; the previous files are unchanged") from exc
-    _discard(list(backups.values()))
-
-
-def _backup(final: Path, backup: Path) -> Path:
-    """A hard link costs no space or time; fall back to a copy where the filesystem has no links."""
-    try:
-        os.link(final, backup, follow_symlinks=False)
-    except OSError:
-        shutil.copy2(final, backup, follow_symlinks=False)
-    return backup
-
-
-def _rollback(committed: list[Path], backups: dict[Path, Path]) -> list[str]:
-    problems: list[str] = []
-    for final in reversed(committed):
-        try:
-            if final in backups:
-                os.replace(backups.pop(final), final)
-            else:
-                final.unlink(missing_ok=True)
-        except OSError as exc:
-            problems.append(f"{final.name}: {exc.strerror or exc}")
-    return problems
-
-
-def _discard(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(OSError):  # best effort: a leftover hidden *.tmp harms neither Bevy nor us
-            path.unlink(missing_ok=True)
-
-
 def _export(
     layout: _Layout,
     extra: dict,
@@ -490,8 +317,8 @@ def _export(
         if not overwrite and os.path.lexists(path):
             raise ExportError(f"{path} already exists (overwrite is off)")
     sheet_bytes, aseprite_bytes = _json_bytes(sheet_json), _json_bytes(_aseprite_json(layout))
-    created = _make_dirs(root, target)
-    _write_all(
+    created = make_dirs(root, target)
+    write_all(
         [
             (files[0], lambda p: save_png(layout.sheet, p)),
             (files[1], lambda p: atomic_write_bytes(p, sheet_bytes)),
@@ -523,7 +350,7 @@ def export_sprite(
     overwrite: bool = True,
 ) -> ExportResult:
     """One still sprite as a 1x1 sheet under `sprites/<name>/`."""
-    _check_name(name)
+    check_name(name)
     sheet = build_sheet([[image]])
     cell = _Cell(name, 0, 0, STILL_DURATION_MS)
     layout = _Layout("sprite", name, sheet, sheet.size, [cell])
@@ -551,7 +378,7 @@ def export_sheet(
     r * columns), which is what `TextureAtlas::index` takes; shorter rows leave transparent cells. The Aseprite
     JSON lists only real frames, so its tag `from`/`to` count frames, as Aseprite's own export does.
     """
-    _check_name(name)
+    check_name(name)
     anims = _check_animations(animations)
     sheet = build_sheet([a.frames for a in anims], row_names=[a.name for a in anims])
     tile = anims[0].frames[0].size
@@ -586,9 +413,9 @@ def _check_animations(animations: object) -> list[Animation]:
         seen.add(anim.name)
         if not anim.frames:
             raise ExportError(f"animation {anim.name!r} has no frames")
-        if len(anim.frames) > MAX_FRAMES_PER_ANIMATION:
+        if len(anim.frames) > limits.MAX_FRAMES_PER_ANIMATION:
             raise ExportError(
-                f"animation {anim.name!r} has {len(anim.frames)} frames; the limit is {MAX_FRAMES_PER_ANIMATION}"
+                f"animation {anim.name!r} has {len(anim.frames)} frames; the limit is {limits.MAX_FRAMES_PER_ANIMATION}"
             )
     return list(animations)
 
@@ -610,11 +437,11 @@ def export_tileset(
 
     Without `columns` the grid is as square as possible, which keeps large tilesets under the side limit.
     """
-    _check_name(name)
+    check_name(name)
     if isinstance(tiles, Image.Image) or not isinstance(tiles, Sequence) or not tiles:
         raise ExportError("nothing to export: no tiles")
-    if len(tiles) > MAX_TILES:
-        raise ExportError(f"tileset has {len(tiles)} tiles; the limit is {MAX_TILES}")
+    if len(tiles) > limits.MAX_TILES:
+        raise ExportError(f"tileset has {len(tiles)} tiles; the limit is {limits.MAX_TILES}")
     names = _check_tile_names(tile_names, len(tiles))
     columns = _check_columns(columns, len(tiles))
     rows = [list(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
@@ -643,7 +470,7 @@ def _check_tile_names(tile_names: Sequence[str] | None, count: int) -> list[str]
         raise ExportError("tile_names must be a list of names")
     if len(tile_names) != count:
         raise ExportError(f"{len(tile_names)} tile names for {count} tiles")
-    names = [_check_label(n, "tile name") for n in tile_names]
+    names = [check_label(n, "tile name") for n in tile_names]
     if len(set(names)) != len(names):
         raise ExportError("tile names must be unique")
     return names
@@ -664,112 +491,3 @@ def _tile_message(message: str, columns: int) -> str:
     return re.sub(r"row (\d+) frame (\d+)", index, message)
 
 
-# ------------------------------------------------------------------------------------------------------ Bevy
-
-
-def bevy_snippet(kind: str, name: str, sheet_json: dict) -> str:
-    """Rust for Bevy 0.15/0.16 that loads this export: nearest sampling, the atlas layout, a sprite.
-
-    Numbers come from `sheet_json` and are cast to int, and names were validated as identifiers, so nothing
-    from the JSON can inject code into the pasted snippet.
-    """
-    _check_name(name)
-    _check_kind(kind)
-    asset = f"{KIND_DIRS[kind]}/{name}/{name}.png"
-    w, h = (int(v) for v in sheet_json["tile_size"])
-    columns, rows = int(sheet_json["columns"]), int(sheet_json["rows"])
-    header = [f"// {name}: {kind} exported by {APP_NAME} ({columns}x{rows} cells of {w}x{h} px)."]
-    if kind == "sprite":
-        return _render(header, _sprite_setup(asset), animated=None)
-    layout_line = (
-        f"let layout = layouts.add(TextureAtlasLayout::from_grid(UVec2::new({w}, {h}), {columns}, {rows}, None, None));"
-    )
-    if kind == "tileset":
-        count = int(sheet_json.get("tiles", {}).get("count", columns * rows))
-        header.append(f"// Tile i is atlas index i (row-major), 0..={count - 1}.")
-        return _render(header, _atlas_setup(asset, layout_line, None), animated=None)
-    ranges = {_check_label(k, "animation name"): v for k, v in sheet_json.get("animations", {}).items()}
-    header.append("// Animations (atlas indices, row-major; row r starts at r * columns):")
-    header += [f"//   {a}: {int(v[0])}..={int(v[1])} at {float(v[2]):g} fps" for a, v in ranges.items()]
-    first = next(iter(ranges.items()), None)
-    return _render(header, _atlas_setup(asset, layout_line, first), animated=first)
-
-
-def _sprite_setup(asset: str) -> list[str]:
-    return [
-        "fn setup(mut commands: Commands, asset_server: Res<AssetServer>) {",
-        "    commands.spawn(Camera2d);",
-        f'    let texture = asset_server.load("{asset}");',
-        "    commands.spawn((Sprite::from_image(texture), Transform::from_scale(Vec3::splat(4.0))));",
-        "}",
-    ]
-
-
-def _atlas_setup(asset: str, layout_line: str, first: tuple[str, list] | None) -> list[str]:
-    lines = [
-        "fn setup(",
-        "    mut commands: Commands,",
-        "    asset_server: Res<AssetServer>,",
-        "    mut layouts: ResMut<Assets<TextureAtlasLayout>>,",
-        ") {",
-        "    commands.spawn(Camera2d);",
-        f'    let texture = asset_server.load("{asset}");',
-        f"    {layout_line}",
-    ]
-    start = int(first[1][0]) if first else 0
-    lines += [
-        "    commands.spawn((",
-        f"        Sprite::from_atlas_image(texture, TextureAtlas {{ layout, index: {start} }}),",
-        "        Transform::from_scale(Vec3::splat(4.0)),",
-    ]
-    if first:
-        anim, (a, b, fps) = first
-        lines += [
-            f"        // {anim}",
-            f"        AnimationIndices {{ first: {int(a)}, last: {int(b)} }},",
-            f"        AnimationTimer(Timer::from_seconds(1.0 / {float(fps)!r}, TimerMode::Repeating)),",
-        ]
-    return [*lines, "    ));", "}"]
-
-
-_ANIMATE = [
-    "",
-    "#[derive(Component)]",
-    "struct AnimationIndices {",
-    "    first: usize,",
-    "    last: usize,",
-    "}",
-    "",
-    "#[derive(Component, Deref, DerefMut)]",
-    "struct AnimationTimer(Timer);",
-    "",
-    "fn animate(time: Res<Time>, mut query: Query<(&AnimationIndices, &mut AnimationTimer, &mut Sprite)>) {",
-    "    for (indices, mut timer, mut sprite) in &mut query {",
-    "        if !timer.tick(time.delta()).just_finished() {",
-    "            continue;",
-    "        }",
-    "        if let Some(atlas) = &mut sprite.texture_atlas {",
-    "            atlas.index = if atlas.index >= indices.last { indices.first } else { atlas.index + 1 };",
-    "        }",
-    "    }",
-    "}",
-]
-
-
-def _render(header: list[str], setup: list[str], animated: tuple[str, list] | None) -> str:
-    systems = ".add_systems(Startup, setup)"
-    if animated:
-        systems += "\n        .add_systems(Update, animate)"
-    app = [
-        "use bevy::prelude::*;",
-        "",
-        "fn main() {",
-        "    App::new()",
-        "        // Pixel art: sample the nearest texel so cells stay crisp and never bleed into each other.",
-        "        .add_plugins(DefaultPlugins.set(ImagePlugin::default_nearest()))",
-        f"        {systems}",
-        "        .run();",
-        "}",
-        "",
-    ]
-    return "\n".join([*header, *app, *setup, *(_ANIMATE if animated else [])]) + "\n"

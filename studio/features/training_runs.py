@@ -7,20 +7,23 @@ is the truth; DuckDB reads its metrics.jsonl in place for plots.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import uuid4
 
+from studio.core import Studio
 from studio.features import dataset_library as datasets
-from training.config import config_from_preset
+from studio.features.compare import Arena, Contender
+from studio.params import LoraRef
+from training.config import config_from_preset, list_presets
+from training.dataset import prepare
 from training.runs import RunHandle, list_runs, start_run
 
-if TYPE_CHECKING:
-    from studio.core import Studio
-
-TUNABLE = ("rank", "alpha", "learning_rate", "steps", "batch_size", "resolution", "sample_every",
-           "checkpoint_every", "seed", "lr_scheduler")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+STUDIO_SET = frozenset({"base_model", "dataset_dir", "output_name", "trigger_word", "export_dir"})
 
 
 def runs_root(studio: Studio) -> Path:
@@ -35,11 +38,18 @@ def base_folder(studio: Studio, model: str | None) -> Path:
     return entry.path.resolve()
 
 
-def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | None = None,
+def start(studio: Studio, dataset: str, preset: str | dict[str, Any] = "balanced", model: str | None = None,
           output_name: str | None = None, **overrides: Any) -> RunHandle:
-    """Prepare the dataset's included images at SDXL buckets (nearest-neighbour), then start the run."""
-    from training.dataset import prepare
+    """Prepare the dataset's included images at SDXL buckets (nearest-neighbour), then start the run.
 
+    `preset`: a preset's name (the studio reads only its own presets folder) or its settings as a dict (a
+    client's own preset file, read by the client). Where the run reads and writes is the studio's to say,
+    never an override's."""
+    fixed = set(overrides) & STUDIO_SET
+    if fixed:
+        raise ValueError(f"{', '.join(sorted(fixed))}: set by the studio, not by a training request")
+    if isinstance(preset, str) and preset not in list_presets():
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(list_presets())}")
     ds = datasets.open_dataset(studio, dataset)
     if not any(r.include for r in ds.records):
         raise ValueError(f"dataset {dataset!r} has no included images")
@@ -60,6 +70,9 @@ def start(studio: Studio, dataset: str, preset: str = "balanced", model: str | N
 
 
 def handle(studio: Studio, run_id: str) -> RunHandle:
+    """A run of this studio by its id (a folder name in the runs folder, never a path)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"unknown training run {run_id!r}")
     run_dir = runs_root(studio) / run_id
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"unknown training run {run_id!r}")
@@ -74,7 +87,14 @@ def active(studio: Studio) -> bool:
     return any(r.get("state") == "running" for r in runs(studio))
 
 
-def metrics(studio: Studio, run_id: str) -> list[dict]:
+def hold_reason(studio: Studio) -> str | None:
+    """The queue's hold: with `pause_generation_while_training`, generation waits while a run is alive."""
+    if studio.settings.pause_generation_while_training and active(studio):
+        return "a LoRA training run has the GPU"
+    return None
+
+
+def loss_curve(studio: Studio, run_id: str) -> list[dict]:
     """metrics.jsonl read by DuckDB in place (lines the child is still writing are skipped)."""
     path = handle(studio, run_id).run_dir / "metrics.jsonl"
     if not path.is_file():
@@ -94,21 +114,16 @@ def log_tail(studio: Studio, run_id: str, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
 
-def compare_against_base(studio: Studio, run_id: str) -> tuple[str, str, str]:
+def compare_against_base(studio: Studio, arena: Arena, run_id: str) -> tuple[str, str, str]:
     """Save 'base' and 'base + this run's LoRA' as contenders and the run's sample prompts as a prompt set,
     so the Compare tab can battle them at once. Returns (base contender, LoRA contender, prompt set)."""
-    import json
-
-    from studio.features.compare import Contender
-    from studio.params import LoraRef
-
     cfg = json.loads((handle(studio, run_id).run_dir / "config.json").read_text(encoding="utf-8"))
     try:
         lora = studio.registry.lora(cfg["output_name"])
     except ValueError as exc:
         raise ValueError(f"{exc} (has the run finished?)") from None
-    base = studio.arena.save_contender(Contender(f"base {studio.default_model}"))
-    mine = studio.arena.save_contender(Contender(f"{lora.name}@1.0", loras=(LoraRef(lora.name, 1.0),)))
+    base = arena.save_contender(Contender(f"base {studio.default_model}"))
+    mine = arena.save_contender(Contender(f"{lora.name}@1.0", loras=(LoraRef(lora.name, 1.0),)))
     trigger = cfg.get("trigger_word") or ""
     prompts = list(cfg.get("sample_prompts") or []) or [f"{trigger}, pixel art game sprite".strip(", ")]
     folder = studio.settings.data_dir / "prompt_sets"

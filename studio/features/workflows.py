@@ -11,13 +11,14 @@ import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipelines.pixel import PixelParams
+from pipelines.sheet import SheetSpec
+from pipelines.tiles import TileSpec
+from studio.core import Studio
+from studio.jobs import Job
 from studio.params import GenerateParams
-
-if TYPE_CHECKING:
-    from studio.core import Studio
-    from studio.jobs import Job
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "workflows"
 KINDS = ("sprite", "batch", "sheet", "tileset")
@@ -58,8 +59,6 @@ class Workflow:
     def build(self, overrides: dict[str, str] | None = None, generate: dict[str, Any] | None = None):
         """(kind, GenerateParams, extra) with placeholders filled; `extra` is the SheetSpec, TileSpec or the
         item prompts. Every validation error is re-raised naming this file and the failing section."""
-        from pipelines.pixel import PixelParams
-
         values = {**self.values, **(overrides or {})}
         unknown = set(overrides or {}) - set(self.placeholders) - {"items"}
         if unknown:
@@ -71,12 +70,8 @@ class Workflow:
         params = self._section("generate", lambda: GenerateParams.from_dict(
             {"prompt": prompt, "negative": negative, **self.generate, **(generate or {}), "pixel": pixel.to_dict()}))
         if self.kind == "sheet":
-            from pipelines.sheet import SheetSpec
-
             return self.kind, params, self._section("sheet", lambda: SheetSpec.from_dict(self.sheet))
         if self.kind == "tileset":
-            from pipelines.tiles import TileSpec
-
             return self.kind, params, self._section("tiles", lambda: TileSpec.from_dict(self.tiles))
         if self.kind == "batch":
             raw = (overrides or {}).get("items")

@@ -1,7 +1,8 @@
 """`dgx-pixels`: the studio from the shell. Each command is a thin wrapper over the same core call the UI makes.
 
-Heavy imports (torch, diffusers, gradio) happen inside the commands that need them, so `--help`, `config`,
-`info` and `pixelate` start instantly.
+Why the commands import their rooms inside their bodies (the one place in the project that does so for its own
+modules): a command loads only what it needs, so `--help`, `config`, `info` and `pixelate` start in a fraction
+of a second without DuckDB, torch, diffusers or Gradio, and `pixelate` imports nothing but the pixel engine.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import os
 import sys
 from pathlib import Path
 
+from studio import limits
+from studio.settings import Settings, load_settings
+from studio.values import ParamsError, parse_size
+
 
 def _size(text: str) -> tuple[int, int]:
+    """argparse's type for WxH values: `studio.values.parse_size`, its error shown as argparse's."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 32x32, got {text!r}") from None
-    return w, h
+        return parse_size(text, "size")
+    except ParamsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _settings(args: argparse.Namespace, **overrides):
-    from studio.settings import load_settings
-
+def _settings(args: argparse.Namespace, **overrides) -> Settings:
     return load_settings(Path(args.config) if args.config else None, **overrides)
 
 
@@ -33,139 +36,75 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
-def _open_studio(args: argparse.Namespace):
+def _open_app(args: argparse.Namespace):
     """The studio on this data folder, or exit code 2 with the reason (bad settings, studio already running)."""
-    from studio.core import Studio
+    from studio.frontends.assemble import App
     from studio.store import StoreLockedError
 
     try:
-        return Studio(_settings(args))
+        return App(_settings(args))
     except (ValueError, StoreLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from studio.frontends.auth import read_token, token_file
+
     settings = _settings(args)
     described = settings.describe()
-    token_file = settings.data_dir / "mcp_token"
-    described["mcp_token_file"] = str(token_file.resolve()) if token_file.is_file() else None
+    path = token_file(settings)
+    described["mcp_token_file"] = str(path.resolve()) if path.is_file() else None
     if args.show_token:
-        described["mcp_token"] = settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
+        described["mcp_token"] = read_token(settings)
     print(json.dumps(described, indent=2))
     return 0
 
 
-def _studio_url(settings) -> str:
-    """Where this machine reaches the studio these settings describe."""
-    host = "127.0.0.1" if settings.bind_host in {"0.0.0.0", "::"} else settings.host
-    return f"http://{host}:{settings.port}/"
-
-
-def _studio_token(settings) -> str | None:
-    token_file = settings.data_dir / "mcp_token"
-    return settings.mcp_token or (token_file.read_text().strip() if token_file.is_file() else None)
-
-
-def _post_to_studio(settings, path: str, body: dict) -> dict | int:
-    """POST to the running studio's local API: its JSON reply, or exit code 2 with the reason printed."""
-    import httpx
-
-    url = _studio_url(settings)
-    token = _studio_token(settings)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        reply = httpx.post(url + path, json=body, headers=headers, timeout=120)
-    except httpx.HTTPError as exc:
-        print(f"error: the studio's database is in use by another process, and no studio answered at {url} "
-              f"({exc})", file=sys.stderr)
-        return 2
-    if reply.status_code != 202:
-        try:
-            detail = reply.json().get("detail", reply.text)
-        except ValueError:
-            detail = reply.text
-        print(f"error: {detail}", file=sys.stderr)
-        return 2
-    return reply.json()
-
-
-def _remote_job(settings, body: dict, quiet: bool) -> dict | int:
-    """Run a job on the running studio (it holds the database): submit it to its jobs API, follow it with a
-    progress bar, cancel it on Ctrl-C. The result's files (paths on this machine), or an exit code."""
-    import time
-
-    import httpx
-    from tqdm import tqdm
-
-    url = _studio_url(settings)
-    jobs = url + "api/v1/jobs"
-    token = _studio_token(settings)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    reply = _post_to_studio(settings, "api/v1/jobs", {**body, "source": "cli"})
-    if isinstance(reply, int):
-        return reply
-    job_id = reply["job_id"]
-    print(f"the studio at {url} is running: job {job_id} runs on its queue", file=sys.stderr)
-    try:
-        with tqdm(unit="step", disable=quiet, file=sys.stderr) as bar:
-            while True:
-                state = httpx.get(f"{jobs}/{job_id}", headers=headers, timeout=30).json()
-                bar.total, bar.n = state.get("total") or bar.total, state.get("step", 0)
-                bar.refresh()
-                if state["status"] in ("done", "failed", "cancelled"):
-                    break
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        httpx.post(f"{jobs}/{job_id}/cancel", headers=headers, timeout=30)
-        print("cancelled", file=sys.stderr)
-        return 130
-    if state["status"] != "done":
-        print(f"error: job {job_id} {state['status']}: {state.get('error')}", file=sys.stderr)
-        return 1
-    return state["result"]
-
-
 def _run_job(args: argparse.Namespace, body: dict) -> dict | int:
-    """The job `body` describes (see studio.frontends.rest), run in this process, or on the running studio when that
-    holds the database. Its files as `studio.frontends.rest.result_dict` gives them, or an exit code."""
-    from studio.core import Studio
-    from studio.frontends.rest import result_dict, submit
+    """The job `body` describes (see `job_requests`), run in this process, or on the running studio when that
+    holds the database. Its files as `job_requests.result_dict` gives them, or an exit code."""
+    from studio.frontends.assemble import App
+    from studio.frontends.client import StudioClient, StudioUnreachable
+    from studio.frontends.job_requests import result_dict, submit_job
     from studio.store import StoreLockedError
 
     try:
-        studio = Studio(_settings(args))
+        app = App(_settings(args))
     except StoreLockedError:
-        return _remote_job(_settings(args), body, args.quiet)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with studio:
         try:
-            job = submit(studio, body, source="cli")
+            return StudioClient(_settings(args)).run_job(body, args.quiet)
+        except (ValueError, StudioUnreachable) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    with app:
+        try:
+            job = submit_job(app, body, source="cli")
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        result = _finish(studio, job, args.quiet)
+        result = _finish(app, job, args.quiet)
     return result if isinstance(result, int) else result_dict(result)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """stdio MCP for desktop clients: a thin proxy to the running studio's /mcp/, never a second studio."""
     import httpx
+    from fastmcp import Client
+    from fastmcp.server import create_proxy
+
+    from studio.frontends.auth import read_token
+    from studio.frontends.client import StudioClient
 
     settings = _settings(args)
-    base = args.url or _studio_url(settings)
+    base = args.url or StudioClient(settings).url
     try:
         httpx.get(base.rstrip("/") + "/api/health", timeout=3).raise_for_status()
     except httpx.HTTPError as exc:
         print(f"error: no DGX-Pixels Studio is running at {base} ({exc}); start it first with "
               "./scripts/run-studio.sh (or dgx-pixels serve)", file=sys.stderr)
         return 2
-    from fastmcp import Client
-    from fastmcp.server import create_proxy
-
-    token = _studio_token(settings)
+    token = read_token(settings)
     client = Client(base.rstrip("/") + "/mcp/", auth=token) if token else Client(base.rstrip("/") + "/mcp/")
     create_proxy(client, name="DGX-Pixels Studio").run(transport="stdio", show_banner=False)
     return 0
@@ -224,14 +163,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _pixel_params(args: argparse.Namespace):
     from pipelines.pixel import PixelParams
 
-    colors = None if args.colors in (None, "auto") else int(args.colors)
-    return PixelParams(
-        size=args.size,
-        size_mode="exact" if getattr(args, "exact_size", False) else "hint",
-        colors=colors,
-        palette=args.palette,
-        background=args.background,
-        outline=args.outline,
+    return PixelParams.from_user(
+        args.size, args.colors, args.palette, args.background, args.outline,
+        size_mode="exact" if args.exact_size else "hint", dither=args.dither, keep_holes=not args.fill_holes,
+        remove_strays=not args.keep_strays, crop=args.crop, canvas=args.canvas,
     )
 
 
@@ -239,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _quiet_libraries()
     import shutil
 
-    from studio.params import GenerateParams, LoraRef
+    from studio.params import GenerateParams, parse_loras
 
     try:
         w, h = args.render_size or (None, None)
@@ -247,7 +182,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             negative=args.negative,
             model=args.model,
-            loras=tuple(LoraRef.parse(x) for x in args.lora),
+            loras=parse_loras(args.lora),
             seed=args.seed,
             steps=args.steps,
             guidance=args.guidance,
@@ -277,33 +212,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_pixelate(args: argparse.Namespace) -> int:
+    """One file, or a folder into a folder. Exit 0 on success, 1 when any image of a folder failed, 2 for bad
+    arguments or an unusable single image."""
     from pipelines.pixel import pixelate_file, pixelate_folder
 
     try:
         params = _pixel_params(args)
         src, dst = Path(args.input), Path(args.output)
-        if src.is_dir():
-            from tqdm import tqdm
-
-            bar = tqdm(unit="img", disable=args.quiet, file=sys.stderr)
-
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
-            results = pixelate_folder(src, dst, params, shared_palette=args.shared_palette,
-                                      preview_scale=args.preview_scale, progress=progress)
-            bar.close()
-            print(f"{len(results)} sprite(s) written to {dst}")
-        else:
+        if not src.is_dir():
             res = pixelate_file(src, dst, params, preview_scale=args.preview_scale)
             w, h = res.image.size
             print(f"{dst}: {w}x{h}, {len(res.palette)} colours, cell {res.cell[0]:.2f}x{res.cell[1]:.2f} px")
+            return 0
+        from tqdm import tqdm
+
+        with tqdm(unit="img", disable=args.quiet, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int, _path: Path) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            items = pixelate_folder(src, dst, params, shared_palette=args.shared_palette,
+                                    preview_scale=args.preview_scale, progress=progress)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    bad = [it for it in items if it.error]
+    for it in bad:
+        print(f"{it.src.name}: {it.error}", file=sys.stderr)
+    print(f"{len(items) - len(bad)} sprite(s) written to {dst}" + (f", {len(bad)} failed" if bad else ""))
+    return 1 if bad else 0
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -316,12 +254,13 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _finish(studio, job, quiet: bool):
+def _finish(app, job, quiet: bool):
     """Show the job's progress (tqdm); Ctrl-C cancels it. The result, or an exit code."""
     from tqdm import tqdm
 
     from studio.core import JobFailed
 
+    studio = app.studio
     try:
         with tqdm(total=job.total or None, unit="step", disable=quiet, file=sys.stderr) as bar:
             while not job.finished.wait(0.1):
@@ -342,9 +281,8 @@ def _finish(studio, job, quiet: bool):
 
 def cmd_workflows(args: argparse.Namespace) -> int:
     from studio.features.workflows import BUILTIN_DIR, load_workflows
-    from studio.settings import load_settings
 
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = _settings(args)
     flows = load_workflows(BUILTIN_DIR, settings.data_dir / "workflows")
     for wf in flows.values():
         values = ", ".join(f"{k}={wf.values.get(k, '?')!r}" for k in wf.placeholders)
@@ -383,12 +321,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from studio.features.deploy import deploy
     from studio.features.export import ExportError
 
-    studio = _open_studio(args)
-    if isinstance(studio, int):
-        return studio
-    with studio:
+    app = _open_app(args)
+    if isinstance(app, int):
+        return app
+    with app:
         try:
-            res = deploy(studio, args.source, Path(args.assets), args.name, args.kind)
+            res = deploy(app.studio, args.source, Path(args.assets), args.name, args.kind)
         except ExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -405,11 +343,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from training import dataset as dset
     from training.captioning import find_captioners
 
-    studio = _open_studio(args)
-    if isinstance(studio, int):
-        return studio
+    app = _open_app(args)
+    if isinstance(app, int):
+        return app
+    studio = app.studio
     try:
-        with studio:
+        with app:
             if args.action == "create":
                 ds = datasets.create(studio, args.name, args.trigger or "", args.class_word)
                 print(f"created {ds.path}")
@@ -453,19 +392,24 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def _start_training(args: argparse.Namespace, body: dict):
     """Start the run here, or through the running studio when that holds the database (its child process
     then belongs to the studio; this command follows the run's files either way). A RunHandle or exit code."""
-    from studio.core import Studio
-    from studio.frontends.rest import start_training
+    from studio.frontends.assemble import App
+    from studio.frontends.client import StudioClient, StudioUnreachable
+    from studio.frontends.job_requests import start_training
     from studio.store import StoreLockedError
     from training.runs import RunHandle
 
     settings = _settings(args)
     try:
-        studio = Studio(settings)
+        app = App(settings)
     except StoreLockedError:
-        reply = _post_to_studio(settings, "api/v1/train", body)
-        return reply if isinstance(reply, int) else RunHandle(Path(reply["run_dir"]))
-    with studio:
-        return start_training(studio, body)
+        try:
+            reply = StudioClient(settings).post("api/v1/train", body)
+        except StudioUnreachable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return RunHandle(Path(reply["run_dir"]))
+    with app:
+        return start_training(app, body)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -474,7 +418,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from training.config import coerce_setting
+    from training.config import coerce_setting, load_preset
 
     try:
         if args.resume:
@@ -487,7 +431,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if not sep:
                     raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
                 overrides[key.strip()] = coerce_setting(key.strip(), value)
-            body = {"dataset": args.dataset, "preset": args.preset, "model": args.model, "name": args.name,
+            preset = args.preset
+            if Path(preset).suffix == ".toml":  # your own preset file: read here, its settings sent
+                preset = load_preset(preset)
+            body = {"dataset": args.dataset, "preset": preset, "model": args.model, "name": args.name,
                     "overrides": overrides}
         handle = _start_training(args, body)
     except ValueError as exc:
@@ -519,11 +466,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     _quiet_libraries()
 
-    studio = _open_studio(args)
-    if isinstance(studio, int):
-        return studio
-    with studio:
-        board = studio.arena.leaderboard(args.prompt_set, rounds=args.rounds, min_votes=args.min_votes)
+    app = _open_app(args)
+    if isinstance(app, int):
+        return app
+    with app:
+        board = app.arena.leaderboard(args.prompt_set, rounds=args.rounds, min_votes=args.min_votes)
     rows = board.to_rows()
     if args.json:
         print(json.dumps({"n_votes": board.n_votes, "n_battles": board.n_battles, "ratings": rows}, indent=2))
@@ -543,11 +490,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def _add_pixel_flags(p: argparse.ArgumentParser, size_flag: str = "--size") -> None:
     p.add_argument(size_flag, dest="size", type=_size,
                    help="target sprite size WxH (a hint; --exact-size makes it binding)")
-    p.add_argument("--exact-size", action="store_true", help="force the sprite to exactly --size")
-    p.add_argument("--colors", default=None, help="palette size N, or 'auto'")
+    p.add_argument("--exact-size", "--exact", dest="exact_size", action="store_true",
+                   help="force the sprite to exactly --size")
+    p.add_argument("--colors", default=None, help=f"palette size {limits.MIN_COLORS}..{limits.MAX_COLORS}, or auto")
     p.add_argument("--palette", help="named palette (pico-8, gameboy, endesga-32, ...) or a .hex/.gpl/.pal file")
     p.add_argument("--background", default="auto", help="auto | keep | #rrggbb (made transparent)")
+    p.add_argument("--fill-holes", action="store_true", help="also clear enclosed background regions")
+    p.add_argument("--keep-strays", action="store_true", help="do not remove stray pixels")
+    p.add_argument("--dither", default="none", choices=["none", "bayer"], help="ordered dithering to the palette")
     p.add_argument("--outline", help="add a 1-px outline in this colour (#rrggbb)")
+    p.add_argument("--crop", action="store_true", help="crop to the sprite")
+    p.add_argument("--canvas", type=_size, help="pad to this canvas WxH (after --crop)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -584,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pixelate", help="clean up any image (or a folder) into an exact sprite")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--preview-scale", type=int, help="also write a nearest-neighbour preview enlarged K times")
+    p.add_argument("--preview-scale", type=int,
+                   help=f"also write <name>.preview.png enlarged K times (1..{limits.MAX_PREVIEW_SCALE})")
     p.add_argument("--shared-palette", action="store_true", help="folders: one palette for every image")
     p.add_argument("--quiet", action="store_true")
     _add_pixel_flags(p)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,66 +21,31 @@ from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.types import Image as McpImage
 from pydantic import Field
 
-from studio.core import JobFailed, NotFound, Studio
-from studio.params import GenerateParams, LoraRef
+from pipelines.pixel import PixelParams
+from pipelines.sheet import SheetSpec
+from pipelines.tiles import TileSpec
+from studio import limits as L
+from studio.core import JobFailed, NotFound
+from studio.features.deploy import deploy
+from studio.features.export import ExportError
+from studio.features.workflows import run_workflow as queue_workflow
+from studio.features.workflows import workflows_for
+from studio.frontends.assemble import App
+from studio.frontends.auth import BearerAuth, required_token
+from studio.params import GenerateParams, parse_loras
 
-MAX_SPRITE_SIDE = 512  # a native sprite; renders are bounded by the studio's own max_side
-MAX_UPLOAD_BYTES = 32 * 2**20
 INSTRUCTIONS = """DGX-Pixels Studio makes pixel-art game sprites on the user's own GPU.
 Typical flow: list_models / list_loras -> generate_sprite (returns the PNG and its path) -> deploy_to_bevy
 (writes it into the game's assets folder). pixelate_image cleans up any existing image into an exact sprite."""
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ToolError(f"size must look like 32x32, got {text!r}") from None
-    if not (1 <= w <= MAX_SPRITE_SIDE and 1 <= h <= MAX_SPRITE_SIDE):
-        raise ToolError(f"sprite size must be 1..{MAX_SPRITE_SIDE} px per side, got {w}x{h}")
-    return w, h
 
 
 def _png_content(path: Path) -> McpImage:
     return McpImage(data=Path(path).read_bytes(), format="png")
 
 
-def load_or_create_token(studio: Studio) -> tuple[str, bool]:
-    """The MCP bearer token: from settings, else a file in the data folder, created once (0600)."""
-    if studio.settings.mcp_token:
-        return studio.settings.mcp_token, False
-    path = studio.settings.data_dir / "mcp_token"
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip(), False
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(token, encoding="utf-8")
-    return token, True
-
-
-class BearerAuth:
-    """ASGI middleware: every request to the app it wraps (MCP, the jobs API) needs `Authorization: Bearer
-    <token>`."""
-
-    def __init__(self, app, token: str):
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = b'{"error": "missing or wrong studio token (Authorization: Bearer ...)"}'
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
-def build_mcp(studio: Studio) -> FastMCP:
+def build_mcp(app: App) -> FastMCP:
+    """The tools, resources and prompt, over `app`; argument bounds come from `studio.limits`."""
+    studio = app.studio
     mcp = FastMCP("DGX-Pixels Studio", instructions=INSTRUCTIONS)
 
     async def wait_with_progress(job, ctx: Context | None) -> None:
@@ -106,24 +69,24 @@ def build_mcp(studio: Studio) -> FastMCP:
         model: Annotated[str | None, Field(description="Checkpoint name (list_models); default: the studio's")] = None,
         loras: Annotated[dict[str, float] | None, Field(description="LoRA name -> weight (list_loras)")] = None,
         seed: Annotated[int | None, Field(description="Seed; omit for random (the one used is returned)")] = None,
-        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=2, le=256)] = None,
+        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=L.MIN_COLORS,
+                                            le=L.MAX_COLORS)] = None,
         palette: Annotated[str | None, Field(description="Named palette (pico-8, gameboy, endesga-32 ...)")] = None,
         transparent: Annotated[bool, Field(description="Make the background transparent")] = True,
-        count: Annotated[int, Field(description="How many sprites (seeds seed..seed+count-1)", ge=1, le=16)] = 1,
-        steps: Annotated[int, Field(description="Denoising steps", ge=1, le=150)] = 30,
+        count: Annotated[int, Field(description="How many sprites (seeds seed..seed+count-1); the studio's "
+                                                "own cap (max_count) may be lower", ge=1, le=L.MAX_COUNT)] = 1,
+        steps: Annotated[int, Field(description="Denoising steps", ge=1, le=L.MAX_STEPS)] = 30,
         negative: Annotated[str, Field(description="What to avoid")] = "blurry, text, watermark",
         ctx: Context | None = None,
     ) -> ToolResult:
         """Generate pixel-art sprite(s) on the studio's GPU. Returns the PNGs, their file paths, the seeds used
         and the job id, only after the job has finished."""
-        from pipelines.pixel import PixelParams
-
         try:
             params = GenerateParams(
                 prompt=prompt, negative=negative, model=model, seed=seed, steps=steps, count=count,
-                loras=tuple(LoraRef(n, w) for n, w in (loras or {}).items()),
-                pixel=PixelParams(size=_size(size), size_mode="exact", colors=colors, palette=palette,
-                                  background="auto" if transparent else "keep"),
+                loras=parse_loras(loras),
+                pixel=PixelParams.from_user(size, colors, palette, "auto" if transparent else "keep",
+                                            size_mode="exact"),
             )
             job = studio.submit_generate(params, source="mcp")
         except ValueError as exc:
@@ -156,21 +119,19 @@ def build_mcp(studio: Studio) -> FastMCP:
     async def generate_sprite_sheet(
         prompt: Annotated[str, Field(description="The character, e.g. 'a knight in silver armour, side view'")],
         animation: Annotated[str, Field(description="idle, walk, run, attack, jump, hurt, death, or any word")] = "walk",
-        frames: Annotated[int, Field(description="Frames in the animation", ge=2, le=8)] = 4,
+        frames: Annotated[int, Field(description="Frames in the animation", ge=L.MIN_FRAMES, le=L.MAX_FRAMES)] = 4,
         size: Annotated[str, Field(description="Native frame size WxH")] = "32x32",
         strategy: Annotated[str, Field(description="img2img (frame 0, then poses) or strip (one render)")] = "img2img",
-        fps: Annotated[float, Field(ge=1, le=50)] = 8.0,
-        colors: Annotated[int | None, Field(ge=2, le=256)] = 16,
+        fps: Annotated[float, Field(ge=L.MIN_FPS, le=L.MAX_FPS)] = 8.0,
+        colors: Annotated[int | None, Field(ge=L.MIN_COLORS, le=L.MAX_COLORS)] = 16,
         seed: int | None = None,
-        steps: Annotated[int, Field(ge=1, le=150)] = 30,
+        steps: Annotated[int, Field(ge=1, le=L.MAX_STEPS)] = 30,
         ctx: Context | None = None,
     ) -> ToolResult:
         """An animation as frames sharing identity, size and ONE palette: returns the sheet PNG (frames in one
         row), the frame paths, a GIF preview path and the job id."""
-        from pipelines.sheet import SheetSpec
-
         try:
-            spec = SheetSpec(animation=animation, frames=frames, frame_size=_size(size), strategy=strategy,
+            spec = SheetSpec(animation=animation, frames=frames, frame_size=size, strategy=strategy,
                              fps=fps, colors=colors)
             job = studio.submit_sheet(GenerateParams(prompt=prompt, seed=seed, steps=steps), spec, source="mcp")
         except ValueError as exc:
@@ -180,19 +141,17 @@ def build_mcp(studio: Studio) -> FastMCP:
     @mcp.tool
     async def generate_tileset(
         prompt: Annotated[str, Field(description="The terrain, e.g. 'grass with small flowers, top-down'")],
-        tiles: Annotated[int, Field(description="How many variants", ge=1, le=16)] = 4,
+        tiles: Annotated[int, Field(description="How many variants", ge=1, le=L.MAX_TILE_VARIANTS)] = 4,
         size: Annotated[str, Field(description="Native tile size WxH")] = "16x16",
         seamless: Annotated[bool, Field(description="Tiles wrap around without seams")] = True,
-        colors: Annotated[int | None, Field(ge=2, le=256)] = 16,
+        colors: Annotated[int | None, Field(ge=L.MIN_COLORS, le=L.MAX_COLORS)] = 16,
         seed: int | None = None,
-        steps: Annotated[int, Field(ge=1, le=150)] = 30,
+        steps: Annotated[int, Field(ge=1, le=L.MAX_STEPS)] = 30,
         ctx: Context | None = None,
     ) -> ToolResult:
         """Seamless tile variants in one palette, with a per-tile seam check; returns the tiles and job id."""
-        from pipelines.tiles import TileSpec
-
         try:
-            spec = TileSpec(count=tiles, tile_size=_size(size), seamless=seamless, colors=colors)
+            spec = TileSpec(count=tiles, tile_size=size, seamless=seamless, colors=colors)
             job = studio.submit_tileset(GenerateParams(prompt=prompt, seed=seed, steps=steps), spec, source="mcp")
         except ValueError as exc:
             raise ToolError(str(exc)) from None
@@ -201,8 +160,6 @@ def build_mcp(studio: Studio) -> FastMCP:
     @mcp.tool
     def list_workflows() -> list[dict]:
         """Workflow templates (built in and the user's own) with their placeholders and defaults."""
-        from studio.features.workflows import workflows_for
-
         return [{"name": w.name, "kind": w.kind, "description": w.description,
                  "values": {k: w.values.get(k) for k in w.placeholders}, "items": list(w.items)}
                 for w in workflows_for(studio).values()]
@@ -216,10 +173,8 @@ def build_mcp(studio: Studio) -> FastMCP:
         ctx: Context | None = None,
     ) -> ToolResult:
         """Run a workflow template (sprite, item batch, animation sheet or tileset) and return its output."""
-        from studio.features.workflows import run_workflow as run
-
         try:
-            job = run(studio, name, values or {}, source="mcp", generate={"seed": seed} if seed is not None else None)
+            job = queue_workflow(studio, name, values or {}, source="mcp", generate={"seed": seed} if seed is not None else None)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
         return await finish(job, ctx)
@@ -228,16 +183,15 @@ def build_mcp(studio: Studio) -> FastMCP:
     def pixelate_image(
         image: Annotated[str, Field(description="Path to an image on the studio machine, or base64 PNG/JPEG data")],
         size: Annotated[str | None, Field(description="Target size WxH; omit to detect the pixel grid")] = None,
-        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=2, le=256)] = None,
+        colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=L.MIN_COLORS,
+                                            le=L.MAX_COLORS)] = None,
         palette: Annotated[str | None, Field(description="Named palette or palette file")] = None,
     ) -> ToolResult:
         """Clean up any image (from any generator) into an exact native-resolution sprite."""
-        from pipelines.pixel import PixelParams
-
         with tempfile.TemporaryDirectory() as tmp:
             src = _image_input(image, Path(tmp))
             try:
-                params = PixelParams(size=_size(size) if size else None, colors=colors, palette=palette)
+                params = PixelParams.from_user(size, colors, palette)
                 out, res = studio.clean_up(src, params)
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
@@ -254,9 +208,6 @@ def build_mcp(studio: Studio) -> FastMCP:
     ) -> dict:
         """Write a sprite, sheet or tileset into a Bevy project's assets folder (atomically), record it in
         assets/sprites/manifest.json, and return the files written and a Rust snippet that loads it."""
-        from studio.features.deploy import deploy
-        from studio.features.export import ExportError
-
         roots = studio.settings.project_roots
         if not roots:
             raise ToolError("no project roots are configured: set project_roots in studio.toml "
@@ -335,11 +286,15 @@ def build_mcp(studio: Studio) -> FastMCP:
 
 def _image_input(value: str, tmp: Path) -> Path:
     """A path on this machine, or base64 data (optionally a data: URL) written to a temp file."""
-    if len(value) < 4096 and Path(value).expanduser().is_file():
-        return Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+        if path.is_file():
+            return path
+    except (OSError, ValueError):  # too long for a file name, NUL bytes ...: then it is data
+        pass
     data = value.split(",", 1)[1] if value.startswith("data:") else value
-    if len(data) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
-        raise ToolError(f"image is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    if len(data) > L.MAX_UPLOAD_BYTES * 4 // 3 + 4:
+        raise ToolError(f"image is larger than {L.MAX_UPLOAD_BYTES // 2**20} MB")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -353,16 +308,10 @@ def _jsonable(row: dict) -> dict[str, Any]:
     return json.loads(json.dumps(row, default=str))
 
 
-def mcp_asgi_app(studio: Studio):
-    """The MCP ASGI app to mount at /mcp, and a newly created token to show once (else None).
-
-    In LAN mode (or when a token is configured) every request needs the bearer token; on loopback none is
-    needed, as anything that can reach 127.0.0.1 already runs on this machine.
-    """
+def mcp_asgi_app(app: App):
+    """The MCP ASGI app to mount at /mcp, and a newly created token to show once (else None)."""
     from starlette.middleware import Middleware
 
-    token, created = None, False
-    if studio.settings.lan or studio.settings.mcp_token:
-        token, created = load_or_create_token(studio)
+    token, created = required_token(app.settings)
     middleware = [Middleware(BearerAuth, token=token)] if token else None
-    return build_mcp(studio).http_app(path="/", middleware=middleware), (token if created else None)
+    return build_mcp(app).http_app(path="/", middleware=middleware), (token if created else None)

@@ -1,7 +1,8 @@
-"""Assembles the web studio: FastAPI app, Gradio UI at `/`, health at `/api/health`.
+"""The web studio: one FastAPI app with the Gradio UI at `/`, MCP at `/mcp/`, the jobs API at `/api/v1/` and
+health at `/api/health`, all over one assembled `App` (so one queue, one set of resident models, one DuckDB).
 
-The one core module allowed to import Gradio and `tabs/`. Binds 127.0.0.1 unless LAN mode is asked for, and
-LAN mode refuses to start without a password.
+The one module outside `tabs/` that imports Gradio and the tabs. Binds 127.0.0.1 unless LAN mode is asked for,
+and LAN mode refuses to start without a password.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 import logging
 
 import gradio as gr
+import uvicorn
 from fastapi import FastAPI
+from starlette.routing import Mount
 
-from studio.core import Studio
+from studio.frontends.assemble import App
+from studio.frontends.auth import required_token
+from studio.frontends.mcp import mcp_asgi_app
+from studio.frontends.rest import rest_app
 from studio.settings import Settings
 from tabs import compare as compare_tab
 from tabs import dataset as dataset_tab
@@ -48,7 +54,8 @@ weights, put an SDXL checkpoint (a diffusers folder or one `.safetensors` file) 
 `{loras}`, then restart (see README, "Adding models")."""
 
 
-def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
+def build_ui(app: App, new_mcp_token: str | None = None) -> gr.Blocks:
+    studio = app.studio
     with gr.Blocks(title="DGX-Pixels Studio") as ui:
         gr.Markdown("# DGX-Pixels Studio")
         if new_mcp_token:
@@ -65,15 +72,15 @@ def build_ui(studio: Studio, new_mcp_token: str | None = None) -> gr.Blocks:
             )
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                generate_tab.build(studio)
+                generate_tab.build(app)
             with gr.Tab("Compare", id="compare") as compare_page:
-                compare_tab.build(studio, compare_page)
+                compare_tab.build(app, compare_page)
             with gr.Tab("Dataset", id="dataset"):
-                dataset_tab.build(studio)
+                dataset_tab.build(app)
             with gr.Tab("Train", id="train"):
-                train_tab.build(studio)
+                train_tab.build(app)
             with gr.Tab("Metrics", id="metrics") as metrics_page:
-                metrics_tab.build(studio, metrics_page)
+                metrics_tab.build(app, metrics_page)
     return ui
 
 
@@ -82,30 +89,26 @@ def check_bind(settings: Settings) -> None:
         raise ValueError("LAN mode needs a password: set DGXP_PASSWORD or `password` in studio.toml")
 
 
-def create_app(studio: Studio) -> FastAPI:
-    from starlette.routing import Mount
-
-    from studio.frontends.mcp import load_or_create_token, mcp_asgi_app
-    from studio.frontends.rest import rest_app
-
-    settings = studio.settings
+def create_app(app: App) -> FastAPI:
+    """The whole web studio as one ASGI app (what `serve` runs and the tests drive)."""
+    settings = app.settings
     check_bind(settings)
-    mcp_app, new_token = mcp_asgi_app(studio)
-    app = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan)
-    app.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
-    token = load_or_create_token(studio)[0] if settings.lan or settings.mcp_token else None
-    app.router.routes.append(Mount("/api/v1", app=rest_app(studio, token)))
+    mcp_app, new_token = mcp_asgi_app(app)
+    web = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan)
+    web.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
+    web.router.routes.append(Mount("/api/v1", app=rest_app(app, required_token(settings)[0])))
     if new_token:
         log.warning("MCP bearer token (shown once; also in %s): %s", settings.data_dir / "mcp_token", new_token)
+    studio = app.studio
 
-    @app.get("/api/health")
+    @web.get("/api/health")
     def health() -> dict:
         return {"ok": True, "demo_model": studio.using_demo_model, "queued": len(studio.queue.active())}
 
-    ui = build_ui(studio, new_token).queue(default_concurrency_limit=None)
+    ui = build_ui(app, new_token).queue(default_concurrency_limit=None)
     auth = (settings.username, settings.password) if settings.password else None
     return gr.mount_gradio_app(
-        app,
+        web,
         ui,
         path="",
         auth=auth,
@@ -117,16 +120,14 @@ def create_app(studio: Studio) -> FastAPI:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
     check_bind(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with Studio(settings) as studio:
-        if studio.using_demo_model:
+    with App(settings) as app:
+        if app.studio.using_demo_model:
             log.warning("no SDXL checkpoint found in %s: running the tiny DEMO model (output is noise)",
                         settings.checkpoints_dir)
-        app = create_app(studio)
+        web = create_app(app)
         where = f"http://{'<this-machine>' if settings.lan else settings.host}:{settings.port}/"
         log.info("DGX-Pixels Studio on %s", where)
-        uvicorn.run(app, host=settings.bind_host, port=settings.port, log_level="warning")
+        uvicorn.run(web, host=settings.bind_host, port=settings.port, log_level="warning")
     return 0

@@ -56,11 +56,6 @@ from training.dataset.prepare import (
 from training.dataset.records import (
     IMPORT_EXTENSIONS,
     INDEX_FILE,
-    MAX_FILE_BYTES,
-    MAX_FRAMES,
-    MAX_IMPORT_SIDE,
-    MAX_ZIP_BYTES,
-    MAX_ZIP_ENTRIES,
     META_FILE,
     NAME_RE,
     Dataset,
@@ -76,8 +71,8 @@ from training.dataset.records import (
 )
 
 __all__ = [
-    "CELL_NOISE_MAX", "GRID_CONTRAST_MIN", "IMPORT_EXTENSIONS", "INDEX_FILE", "MAX_FILE_BYTES", "MAX_FRAMES",
-    "MAX_IMPORT_SIDE", "MAX_INPUT_SIDE", "MAX_NATIVE_SIDE", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "META_FILE",
+    "CELL_NOISE_MAX", "GRID_CONTRAST_MIN", "IMPORT_EXTENSIONS", "INDEX_FILE", "MAX_FRAMES",
+    "MAX_INPUT_SIDE", "MAX_NATIVE_SIDE", "META_FILE",
     "MIN_NATIVE_SIDE", "MOSTLY_EMPTY", "NAME_RE", "NEAR_DUPLICATE_BITS", "RECON_ERROR_MAX", "SDXL_BUCKETS",
     "UNDO_FILE",
     "Background", "Dataset", "DatasetError", "DatasetMeta", "DuplicateGroup", "ImageRecord", "ImportReport",

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.pixel import PixelImageError, load_frames, load_rgba
+from studio import limits
 from studio.files import atomic_write_bytes, atomic_write_text
 from training.dataset.checks import (
     NEAR_DUPLICATE_BITS,
@@ -56,11 +57,6 @@ from training.dataset.checks import (
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 IMPORT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
-MAX_FILE_BYTES = 64 * 1024 * 1024  # one image file
-MAX_ZIP_BYTES = 1024 * 1024 * 1024  # all entries of one zip, uncompressed
-MAX_ZIP_ENTRIES = 20_000
-MAX_FRAMES = 256  # frames taken from one animated file
-MAX_IMPORT_SIDE = 16384  # larger images are refused at import, from the header (memory)
 
 INDEX_FILE, META_FILE = "dataset.json", "dataset.toml"
 
@@ -428,20 +424,20 @@ class Dataset:
             raise DatasetError(f"{Path(zip_path).name} is not a readable zip file ({e})") from None
         with zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
-            if len(infos) > MAX_ZIP_ENTRIES:
-                raise DatasetError(f"{Path(zip_path).name} has {len(infos)} entries (at most {MAX_ZIP_ENTRIES})")
+            if len(infos) > limits.MAX_ZIP_ENTRIES:
+                raise DatasetError(f"{Path(zip_path).name} has {len(infos)} entries (at most {limits.MAX_ZIP_ENTRIES})")
             skipped, items, total = [], [], 0
             for info in infos:
                 why = _unsafe_zip_name(info.filename)
                 if why:
                     skipped.append(Skipped(info.filename, why))
                     continue
-                if info.file_size > MAX_FILE_BYTES:
-                    skipped.append(Skipped(info.filename, f"larger than {MAX_FILE_BYTES // 2**20} MiB"))
+                if info.file_size > limits.MAX_IMPORT_FILE_BYTES:
+                    skipped.append(Skipped(info.filename, f"larger than {limits.MAX_IMPORT_FILE_BYTES // 2**20} MiB"))
                     continue
                 total += info.file_size
-                if total > MAX_ZIP_BYTES:
-                    skipped.append(Skipped(info.filename, f"the zip holds over {MAX_ZIP_BYTES // 2**20} MiB"))
+                if total > limits.MAX_ZIP_BYTES:
+                    skipped.append(Skipped(info.filename, f"the zip holds over {limits.MAX_ZIP_BYTES // 2**20} MiB"))
                     continue
                 items.append((info.filename, _zip_reader(zf, info)))
             rep = self._import(items, split, cell, frames, progress)
@@ -476,10 +472,10 @@ class Dataset:
                     continue
                 try:
                     raw = read()
-                    if len(raw) > MAX_FILE_BYTES:
-                        raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+                    if len(raw) > limits.MAX_IMPORT_FILE_BYTES:
+                        raise DatasetError(f"larger than {limits.MAX_IMPORT_FILE_BYTES // 2**20} MiB")
                     fmt, n_frames = _format_of(raw)
-                    frames = (load_frames(raw, MAX_FRAMES) if n_frames > 1 and frames_too else [load_rgba(raw)])
+                    frames = (load_frames(raw, limits.MAX_IMPORT_FRAMES) if n_frames > 1 and frames_too else [load_rgba(raw)])
                     pieces = _pieces(frames, split, cell)
                 except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
                         zipfile.BadZipFile) as e:  # unreadable file or zip entry: a reason, never a crash
@@ -585,8 +581,8 @@ class Dataset:
 
 def _file_reader(p: Path) -> Callable[[], bytes]:
     def read() -> bytes:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        if p.stat().st_size > limits.MAX_IMPORT_FILE_BYTES:
+            raise DatasetError(f"larger than {limits.MAX_IMPORT_FILE_BYTES // 2**20} MiB")
         return p.read_bytes()
     return read
 
@@ -595,13 +591,13 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], byte
     def read() -> bytes:
         try:
             with zf.open(info) as f:
-                data = f.read(MAX_FILE_BYTES + 1)  # never trust the header's size
+                data = f.read(limits.MAX_IMPORT_FILE_BYTES + 1)  # never trust the header's size
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
             raise DatasetError(f"the zip entry is damaged and cannot be unpacked ({e})") from None
         except RuntimeError as e:  # encrypted entries
             raise DatasetError(f"the zip entry cannot be read ({e})") from None
-        if len(data) > MAX_FILE_BYTES:
-            raise DatasetError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        if len(data) > limits.MAX_IMPORT_FILE_BYTES:
+            raise DatasetError(f"larger than {limits.MAX_IMPORT_FILE_BYTES // 2**20} MiB")
         return data
     return read
 
@@ -618,14 +614,14 @@ def _unsafe_zip_name(name: str) -> str | None:
 
 def _format_of(raw: bytes) -> tuple[str | None, int]:
     """Pillow's format name and frame count, from the header (load_rgba does the real validation).
-    An image over MAX_IMPORT_SIDE px a side is a DatasetError before any pixel is decoded."""
+    An image over limits.MAX_IMPORT_SIDE px a side is a DatasetError before any pixel is decoded."""
     size = None
     with contextlib.suppress(Exception), Image.open(io.BytesIO(raw)) as im:
         fmt, n, size = im.format, int(getattr(im, "n_frames", 1)), im.size
     if size is None:
         return None, 1
-    if max(size) > MAX_IMPORT_SIDE:
-        raise DatasetError(f"the image is {size[0]}x{size[1]} px; at most {MAX_IMPORT_SIDE} px a side can be "
+    if max(size) > limits.MAX_IMPORT_SIDE:
+        raise DatasetError(f"the image is {size[0]}x{size[1]} px; at most {limits.MAX_IMPORT_SIDE} px a side can be "
                            "imported (scale it down to its native pixels first)")
     return fmt, n
 
