@@ -176,7 +176,8 @@ def live_studio(tmp_path_factory, demo_model, lora_files):
 # What makes a test slow here: a real server (uvicorn + Gradio), Chromium, a LoRA training child process, or a
 # second Python interpreter. Such tests are marked `slow` by these rules, so `pytest -m "not slow"` is the quick
 # check while editing (under a minute) and the README's command still runs everything.
-SLOW_MODULES = {"test_browser", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench"}
+SLOW_MODULES = {"test_browser", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench",
+                "test_mcp", "test_server"}
 SLOW_FIXTURES = {"live_studio"}
 
 

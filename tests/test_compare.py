@@ -135,6 +135,7 @@ def test_leaderboard_from_votes_and_cli(arena, studio, capsys):
     assert printed["ratings"] == board.to_rows() and printed["n_votes"] == len(votes)
 
 
+@pytest.mark.slow  # a second interpreter, killed
 def test_votes_survive_a_killed_studio(arena, studio, tmp_path):
     view = battle(arena, ["base", "slime-1.0"], seed=2)
     studio.close()
