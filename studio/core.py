@@ -29,7 +29,7 @@ from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
 from studio.metadata import pnginfo
 from studio.params import GenerateParams, ParamsError, new_seed
-from studio.registry import HashCache, Registry, read_safetensors_header
+from studio.registry import HashCache, ModelError, Registry, read_safetensors_header
 from studio.sdxl.demo import ensure_demo_model
 from studio.settings import DEMO_MODEL, Settings
 from studio.store import Store
@@ -152,7 +152,7 @@ class Studio:
         if stale:
             log.warning("%d job(s) from a previous run were interrupted", stale)
         self.registry = Registry(settings.models_dir, HashCache(settings.data_dir / "hashes.json"))
-        if not [m for m in self.registry.checkpoints() if not m.demo]:
+        if not [m for m in self.registry.checkpoints() if not m.demo and not m.error]:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
         self.queue = JobQueue(self.store, {kind: self._run for kind in RECIPES})
@@ -171,21 +171,25 @@ class Studio:
 
     @property
     def default_model(self) -> str:
-        models = self.registry.checkpoints()
+        """The configured model, else the first usable real checkpoint, else the demo model. A file that cannot
+        be read is listed (with why) but never chosen."""
         if self.settings.model:
             return self.registry.checkpoint(self.settings.model).name
-        real = [m for m in models if not m.demo]
-        return (real or models)[0].name
+        usable = [m for m in self.registry.checkpoints() if not m.error]
+        real = [m for m in usable if not m.demo]
+        if not usable:
+            raise ModelError(f"no usable checkpoint in {self.registry.checkpoints_dir}")
+        return (real or usable)[0].name
 
     @property
     def using_demo_model(self) -> bool:
-        return all(m.demo for m in self.registry.checkpoints())
+        return all(m.demo for m in self.registry.checkpoints() if not m.error)
 
     def models(self) -> list[dict]:
         resident = set(self.manager.resident())
         return [
-            {"name": m.name, "kind": m.kind, "path": str(m.path), "demo": m.demo, "size_mb": round(m.size_bytes / 2**20, 1),
-             "resident": m.name in resident}
+            {"name": m.name, "kind": m.kind, "path": str(m.path), "demo": m.demo,
+             "size_mb": round(m.size_bytes / 2**20, 1), "resident": m.name in resident, "error": m.error}
             for m in self.registry.checkpoints()
         ]
 
@@ -206,7 +210,10 @@ class Studio:
                 raise ParamsError(f"size {params.width}x{params.height} is over this studio's limit of {s.max_side}")
         if params.count > s.max_count:
             raise ParamsError(f"count {params.count} is over this studio's limit of {s.max_count}")
-        model = self.registry.checkpoint(params.model).name if params.model else self.default_model
+        entry = self.registry.checkpoint(params.model or self.default_model)
+        if entry.error:
+            raise ModelError(f"model {entry.name!r} cannot be used: {entry.error}")
+        model = entry.name
         for ref in params.loras:
             read_safetensors_header(self.registry.lora(ref.name).path)
         return dataclasses.replace(params, model=model, seed=new_seed() if params.seed is None else params.seed)

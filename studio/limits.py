@@ -32,7 +32,7 @@ MAX_PREVIEW_SCALE = 64  # nearest-neighbour preview enlargement
 MAX_PREVIEW_SIDE = 8192  # ... and the preview's longest side, px
 
 # -- images read from anywhere (uploads, files, zips, base64) ------------------------------------------------
-MAX_IMAGE_PIXELS = 64_000_000  # decoded pixels of one image (refused from the header, before decoding)
+MAX_IMAGE_PIXELS = 4096 * 4096  # pixels of one image (the largest render); more is refused from the header
 MAX_UPLOAD_BYTES = 32 * 2**20  # one uploaded or base64 image
 MAX_IMPORT_FILE_BYTES = 64 * 2**20  # one file imported into a dataset
 MAX_ZIP_BYTES = 2**30  # all entries of one zip, uncompressed

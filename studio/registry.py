@@ -32,6 +32,7 @@ class ModelEntry:
     kind: str  # "diffusers" | "single_file"
     demo: bool = False
     size_bytes: int = 0
+    error: str | None = None  # why this file cannot be used (listed so a person sees it; never the default)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,15 @@ def read_safetensors_header(path: Path) -> dict:
         raise ModelError(f"{path.name}: corrupt .safetensors header ({exc})") from exc
     if not isinstance(header, dict):
         raise ModelError(f"{path.name}: corrupt .safetensors header")
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        meta = header.get("__metadata__", {})
+        if not isinstance(meta, dict) or not all(isinstance(v, dict) and isinstance(v.get("shape"), list)
+                                                 for k, v in header.items() if k != "__metadata__"):
+            raise TypeError("tensor entries without a shape")
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ModelError(f"{path.name}: corrupt .safetensors header (not tensor names -> dtype, shape, "
+                         f"offsets: {exc})") from None
     if 8 + n + end > size:
         raise ModelError(f"{path.name}: file is truncated ({size} bytes, header promises {8 + n + end})")
     return header
@@ -134,11 +143,18 @@ class Registry:
         if not self.checkpoints_dir.is_dir():
             return out
         for p in sorted(self.checkpoints_dir.iterdir()):
+            if p.name.startswith(".") or p.name.endswith(".partial"):
+                continue  # a model being written (or left half-written by a crash) is not a model
             if p.is_dir() and (p / "model_index.json").is_file():
                 size = sum(f.stat().st_size for f in p.rglob("*.safetensors"))
                 out.append(ModelEntry(p.name, p, "diffusers", (p / "DEMO.json").is_file(), size))
             elif p.suffix == ".safetensors" and p.is_file():
-                out.append(ModelEntry(p.stem, p, "single_file", False, p.stat().st_size))
+                error = None
+                try:
+                    read_safetensors_header(p)
+                except ModelError as exc:
+                    error = str(exc)
+                out.append(ModelEntry(p.stem, p, "single_file", False, p.stat().st_size, error))
         return out
 
     def loras(self) -> list[LoraEntry]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from studio import limits
 from studio.features.compare import Arena, BattleSettings, Contender
 from studio.features.ratings import head_to_head_figure, ratings_figure
 from studio.frontends.assemble import App
@@ -38,7 +39,8 @@ def build(app: App, page: gr.Tab | None = None) -> None:
     """`page`: the tab, so the leaderboard draws itself when the tab is opened."""
     studio = app.studio
     arena = app.arena
-    sets = list(arena.prompt_sets())
+    problems: list[str] = []
+    sets = list(arena.prompt_sets(problems))
 
     with gr.Accordion("Contenders", open=not arena.contenders()):
         with gr.Row():
@@ -59,7 +61,8 @@ def build(app: App, page: gr.Tab | None = None) -> None:
         prompt_set = gr.Dropdown(sets, value=sets[0] if sets else None, label="Prompt set", elem_id="prompt-set")
         prompt = gr.Textbox(label="Prompt (blank = random from the set)", elem_id="battle-prompt")
         seed = gr.Textbox(label="Seed (blank = random)", value="")
-        steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="battle-steps")
+        steps = gr.Slider(1, limits.MAX_STEPS, value=30, step=1, label="Steps", elem_id="battle-steps")
+    gr.Markdown("\n".join(f"⚠ prompt set skipped: {p}" for p in problems), visible=bool(problems))
     fight = gr.Button("Battle!", variant="primary", elem_id="fight")
     battle_id = gr.Textbox(visible=False, elem_id="battle-id")
     with gr.Column(elem_id="battle-area"):

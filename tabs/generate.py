@@ -45,7 +45,8 @@ def build(app: App) -> None:
     studio = app.studio
     models = [m["name"] for m in studio.models()]
     palettes = _palette_names()
-    flows = workflows_for(studio)
+    problems: list[str] = []
+    flows = workflows_for(studio, problems)
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Accordion("Workflow", open=False):
@@ -54,6 +55,8 @@ def build(app: App) -> None:
                                            allow_custom_value=True)
                     wf_values = gr.Textbox(label="Values (key=value, one per line)", lines=2, elem_id="wf-values")
                 wf_info = gr.Markdown("")
+                gr.Markdown("\n".join(f"⚠ skipped: {p}" for p in problems), visible=bool(problems),
+                            elem_id="wf-problems")
                 wf_run = gr.Button("Run workflow", elem_id="wf-run")
             prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a red slime monster, pixel art, game sprite",
                                 elem_id="prompt")

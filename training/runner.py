@@ -156,7 +156,7 @@ def _train(run: _Run) -> tuple[Any, Any]:
                           cache=cfg.cache_latents, log=run.log)
     run.log(f"prepared in {time.time() - t0:.1f}s (cache_latents={cfg.cache_latents})")
     _resume_from_checkpoint(run, trainer, current_hash, data_hash)
-    prompts = list(cfg.sample_prompts) or list(dict.fromkeys(captions))[:2]
+    prompts = sample_prompts(cfg, captions)
 
     recent: list[float] = []
     while trainer.step < cfg.steps:
@@ -225,8 +225,24 @@ def _mem_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, in KiB on Linux
 
 
+def sample_prompts(cfg: TrainConfig, captions: list[str]) -> list[str]:
+    """The preset's sample prompts, else the first distinct non-empty captions, else the trigger word, else a
+    neutral prompt: a dataset without captions or trigger word still gets samples."""
+    return (list(cfg.sample_prompts) or list(dict.fromkeys(c for c in captions if c.strip()))[:2]
+            or [f"{cfg.trigger_word}, pixel art sprite".lstrip(", ")])
+
+
 def _sample(run: _Run, pipe, prompts: list[str], step: int) -> None:
-    """Fixed prompts and seeds every time, so the samples of successive steps show what training changed."""
+    """Fixed prompts and seeds every time, so the samples of successive steps show what training changed.
+
+    Samples are for looking at: a failure here is logged and training goes on, it never costs the weights."""
+    try:
+        _render_samples(run, pipe, prompts, step)
+    except Exception as exc:  # noqa: BLE001 - anything: the run's weights matter more than its pictures
+        run.log(f"samples at step {step} failed ({type(exc).__name__}: {exc}); training continues")
+
+
+def _render_samples(run: _Run, pipe, prompts: list[str], step: int) -> None:
     import torch
 
     cfg = run.cfg

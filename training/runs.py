@@ -29,6 +29,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,8 @@ def _spawn(run_dir: Path) -> RunHandle:
         proc = subprocess.Popen([sys.executable, "-m", "training.runner", str(run_dir)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=repo_root, env=env,
                                 start_new_session=True)
+    # reap the child when it ends, so a finished run never lingers as <defunct> until the next one starts
+    threading.Thread(target=proc.wait, name=f"reap-{run_dir.name}", daemon=True).start()
     st = read_json(run_dir / "status.json")
     write_json(run_dir / "status.json", {**st, "state": "running", "pid": proc.pid, "error": None,
                                           "updated": time.time()})

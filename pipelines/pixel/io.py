@@ -19,7 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-MAX_PIXELS = 64_000_000  # refuse larger images before decoding a single pixel
+from studio import limits
+
+# Refuse larger images from the header, before a single pixel is decoded; Pillow's own decompression-bomb
+# check (which every other decoder in the process, Gradio's uploads included, goes through) uses the same bound.
+Image.MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS
 MIN_SIDE = 2
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
@@ -50,15 +54,15 @@ def _open(src: str | os.PathLike | bytes) -> Image.Image:
         raise PixelImageError(f"{_name(src)} is not an image (or not a format Pillow can read)") from None
     except Image.DecompressionBombError:
         raise PixelImageError(
-            f"{_name(src)} is too large to process safely (over {MAX_PIXELS // 1_000_000} megapixels)"
+            f"{_name(src)} is too large to process safely (over {limits.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels)"
         ) from None
     except OSError as e:
         raise PixelImageError(f"{_name(src)} could not be read: {e}") from None
     w, h = im.size
-    if w * h > MAX_PIXELS:
+    if w * h > limits.MAX_IMAGE_PIXELS:
         im.close()
         raise PixelImageError(
-            f"{_name(src)} is {w}x{h} px; images over {MAX_PIXELS // 1_000_000} megapixels are refused"
+            f"{_name(src)} is {w}x{h} px; images over {limits.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels are refused"
         )
     return im
 
@@ -123,8 +127,8 @@ def validate_rgba(a: np.ndarray, what: str = "the image") -> np.ndarray:
     h, w = a.shape[:2]
     if w < MIN_SIDE or h < MIN_SIDE:
         raise PixelImageError(f"{what} is {w}x{h} px; it must be at least {MIN_SIDE}x{MIN_SIDE}")
-    if w * h > MAX_PIXELS:
-        raise PixelImageError(f"{what} is {w}x{h} px; images over {MAX_PIXELS // 1_000_000} megapixels are refused")
+    if w * h > limits.MAX_IMAGE_PIXELS:
+        raise PixelImageError(f"{what} is {w}x{h} px; images over {limits.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels are refused")
     if not np.any(a[..., 3]):
         raise PixelImageError(f"{what} is fully transparent: there is nothing to convert")
     return a

@@ -83,20 +83,32 @@ class BattleSettings:
         return dataclasses.asdict(self)
 
 
-def load_prompt_sets(*folders: Path) -> dict[str, list[str]]:
-    """Named prompt lists from TOML files (`prompts = [...]`); later folders override earlier ones."""
+def load_prompt_sets(*folders: Path, problems: list[str] | None = None) -> dict[str, list[str]]:
+    """Named prompt lists from TOML files (`prompts = [...]`); later folders override earlier ones. A bad file
+    raises CompareError, or with a `problems` list is skipped and reported there."""
     sets: dict[str, list[str]] = {}
     for folder in folders:
         for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:
             try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise CompareError(f"{path}: not valid TOML ({exc})") from exc
-            prompts = data.get("prompts")
-            if not isinstance(prompts, list) or not all(isinstance(p, str) and p.strip() for p in prompts):
-                raise CompareError(f"{path}: field 'prompts' must be a list of non-empty strings")
-            sets[str(data.get("name") or path.stem)] = [p.strip() for p in prompts]
+                name, prompts = _prompt_set(path)
+            except CompareError as exc:
+                if problems is None:
+                    raise
+                problems.append(str(exc))
+                continue
+            sets[name] = prompts
     return sets
+
+
+def _prompt_set(path: Path) -> tuple[str, list[str]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CompareError(f"{path}: not valid TOML ({exc})") from exc
+    prompts = data.get("prompts")
+    if not isinstance(prompts, list) or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise CompareError(f"{path}: field 'prompts' must be a list of non-empty strings")
+    return str(data.get("name") or path.stem), [p.strip() for p in prompts]
 
 
 class Arena:
@@ -153,13 +165,17 @@ class Arena:
 
     # -- prompt sets --------------------------------------------------------------------------------------
 
-    def prompt_sets(self) -> dict[str, list[str]]:
-        return load_prompt_sets(PROMPT_SETS_DIR, self.studio.settings.data_dir / "prompt_sets")
+    def prompt_sets(self, problems: list[str] | None = None) -> dict[str, list[str]]:
+        """Built-in and user prompt sets; a broken user file raises, or with `problems` is skipped."""
+        return load_prompt_sets(PROMPT_SETS_DIR, self.studio.settings.data_dir / "prompt_sets", problems=problems)
 
     def pick_prompt(self, prompt_set: str, rng: random.Random | None = None) -> str:
-        sets = self.prompt_sets()
+        problems: list[str] = []
+        sets = self.prompt_sets(problems)
         if prompt_set not in sets:
-            raise CompareError(f"unknown prompt set {prompt_set!r} (available: {', '.join(sets) or 'none'})")
+            broken = [p for p in problems if f"{prompt_set}.toml" in p]
+            raise CompareError(broken[0] if broken else
+                               f"unknown prompt set {prompt_set!r} (available: {', '.join(sets) or 'none'})")
         if not sets[prompt_set]:
             raise CompareError(f"prompt set {prompt_set!r} is empty")
         return (rng or random).choice(sets[prompt_set])

@@ -48,6 +48,7 @@ def deploy(studio: Studio, source: str, assets_dir: Path | str, name: str, kind:
     if kind not in KINDS:
         raise ExportError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     assets = Path(assets_dir).expanduser()
+    _manifest_path(assets)
     job = _job_or_none(studio, source)
     if job is None:
         path = Path(source).expanduser()
@@ -85,10 +86,22 @@ def _export_job(job: dict, assets: Path, name: str, kind: str, roots) -> ExportR
     return export_tileset(frames, assets, name, **common)
 
 
-def update_manifest(assets: Path, result: ExportResult) -> Path:
-    """Add or replace this asset's entry in `assets/sprites/manifest.json` (written atomically)."""
-    root = assets.expanduser().resolve()
+def _manifest_path(assets: Path) -> Path:
+    """Where the manifest goes, refusing symlinks on the way (checked before anything is exported)."""
+    root = Path(assets).expanduser().resolve()
     path = root / "sprites" / "manifest.json"
+    for link in (root / "sprites", path, path.with_suffix(".json.bak")):
+        if link.is_symlink():
+            raise ExportError(f"{link} is a symbolic link; the studio does not follow links inside an assets root")
+    return path
+
+
+def update_manifest(assets: Path, result: ExportResult) -> Path:
+    """Add or replace this asset's entry in `assets/sprites/manifest.json` (written atomically).
+
+    A symlink there (or a `sprites` folder that is one) is neither read nor replaced: it could point outside
+    the assets root, and following it would copy that file into the project or overwrite it."""
+    path = _manifest_path(assets)
     manifest = {"format": MANIFEST_FORMAT, "version": 1, "assets": {}}
     if path.is_file():
         try:

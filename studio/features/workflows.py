@@ -7,6 +7,7 @@ the UI, CLI and MCP without code. Every error names the file and the field.
 
 from __future__ import annotations
 
+import logging
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from studio.core import Studio
 from studio.jobs import Job
 from studio.params import GenerateParams
 
+log = logging.getLogger(__name__)
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "workflows"
 KINDS = ("sprite", "batch", "sheet", "tileset")
 _TOP = {"name", "description", "kind", "prompt", "negative", "values", "items", "generate", "pixel", "sheet", "tiles"}
@@ -118,27 +120,42 @@ def _parse(path: Path) -> Workflow:
     return wf
 
 
-def load_workflows(*folders: Path) -> dict[str, Workflow]:
-    """Every `*.toml` in the folders (later folders override earlier ones by name)."""
+def load_workflows(*folders: Path, problems: list[str] | None = None) -> dict[str, Workflow]:
+    """Every `*.toml` in the folders (later folders override earlier ones by name).
+
+    A bad file raises WorkflowError naming file and field; with a `problems` list it is skipped instead and
+    its message appended, so one broken template of a user's never takes the others (or the studio) down."""
     out: dict[str, Workflow] = {}
     for folder in folders:
         if Path(folder).is_dir():
             for path in sorted(Path(folder).glob("*.toml")):
-                wf = _parse(path)
+                try:
+                    wf = _parse(path)
+                except WorkflowError as exc:
+                    if problems is None:
+                        raise
+                    log.warning("workflow skipped: %s", exc)
+                    problems.append(str(exc))
+                    continue
                 out[wf.name] = wf
     return out
 
 
-def workflows_for(studio: Studio) -> dict[str, Workflow]:
-    return load_workflows(BUILTIN_DIR, studio.settings.data_dir / "workflows")
+def workflows_for(studio: Studio, problems: list[str] | None = None) -> dict[str, Workflow]:
+    """The studio's templates, built in and the user's; broken files are skipped (and put in `problems`)."""
+    return load_workflows(BUILTIN_DIR, studio.settings.data_dir / "workflows",
+                          problems=[] if problems is None else problems)
 
 
 def run_workflow(studio: Studio, name: str, values: dict[str, str] | None = None, source: str = "python",
                  owner: str | None = None, generate: dict[str, Any] | None = None) -> Job:
     """Build the named workflow with `values` (and `generate` overrides such as seed or steps) and queue it."""
-    flows = workflows_for(studio)
+    problems: list[str] = []
+    flows = workflows_for(studio, problems)
     if name not in flows:
-        raise WorkflowError(f"unknown workflow {name!r} (available: {', '.join(sorted(flows)) or 'none'})")
+        broken = [p for p in problems if p.startswith(f"{name}.toml:")]
+        raise WorkflowError(broken[0] if broken else
+                            f"unknown workflow {name!r} (available: {', '.join(sorted(flows)) or 'none'})")
     kind, params, extra = flows[name].build(values, generate)
     if kind == "sheet":
         return studio.submit_sheet(params, extra, source, owner)

@@ -283,7 +283,10 @@ def cmd_workflows(args: argparse.Namespace) -> int:
     from studio.features.workflows import BUILTIN_DIR, load_workflows
 
     settings = _settings(args)
-    flows = load_workflows(BUILTIN_DIR, settings.data_dir / "workflows")
+    problems: list[str] = []
+    flows = load_workflows(BUILTIN_DIR, settings.data_dir / "workflows", problems=problems)
+    for problem in problems:
+        print(f"warning: skipped {problem}", file=sys.stderr)
     for wf in flows.values():
         values = ", ".join(f"{k}={wf.values.get(k, '?')!r}" for k in wf.placeholders)
         print(f"{wf.name:18} {wf.kind:8} {wf.description}\n{'':27}values: {values or '-'}")

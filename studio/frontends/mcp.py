@@ -159,10 +159,14 @@ def build_mcp(app: App) -> FastMCP:
 
     @mcp.tool
     def list_workflows() -> list[dict]:
-        """Workflow templates (built in and the user's own) with their placeholders and defaults."""
-        return [{"name": w.name, "kind": w.kind, "description": w.description,
-                 "values": {k: w.values.get(k) for k in w.placeholders}, "items": list(w.items)}
-                for w in workflows_for(studio).values()]
+        """Workflow templates (built in and the user's own) with their placeholders and defaults; a broken
+        template file is listed with its error instead."""
+        problems: list[str] = []
+        flows = workflows_for(studio, problems)
+        return [*({"name": w.name, "kind": w.kind, "description": w.description,
+                   "values": {k: w.values.get(k) for k in w.placeholders}, "items": list(w.items)}
+                  for w in flows.values()),
+                *({"name": p.split(":", 1)[0].removesuffix(".toml"), "error": p} for p in problems)]
 
     @mcp.tool
     async def run_workflow(

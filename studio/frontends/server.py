@@ -8,14 +8,18 @@ and LAN mode refuses to start without a password.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from gradio.utils import get_upload_folder
 from starlette.routing import Mount
 
+from studio import limits
 from studio.frontends.assemble import App
-from studio.frontends.auth import required_token
+from studio.frontends.auth import required_token, token_file
+from studio.frontends.guards import LoginThrottle, McpWithoutSlash, ServeOnlyFromCache
 from studio.frontends.mcp import mcp_asgi_app
 from studio.frontends.rest import rest_app
 from studio.settings import Settings
@@ -54,16 +58,11 @@ weights, put an SDXL checkpoint (a diffusers folder or one `.safetensors` file) 
 `{loras}`, then restart (see README, "Adding models")."""
 
 
-def build_ui(app: App, new_mcp_token: str | None = None) -> gr.Blocks:
+def build_ui(app: App) -> gr.Blocks:
+    """The tabs. No secret goes into the UI: its config is served to every browser that can log in."""
     studio = app.studio
     with gr.Blocks(title="DGX-Pixels Studio") as ui:
         gr.Markdown("# DGX-Pixels Studio")
-        if new_mcp_token:
-            gr.Markdown(
-                f"**MCP token (shown once, kept in `{studio.settings.data_dir / 'mcp_token'}`):** "
-                f"`{new_mcp_token}` — AI assistants on the LAN send it as `Authorization: Bearer …` to `/mcp/`.",
-                elem_id="mcp-token",
-            )
         if studio.using_demo_model:
             gr.Markdown(
                 DEMO_BANNER.format(checkpoints=studio.settings.checkpoints_dir.resolve(),
@@ -94,25 +93,33 @@ def create_app(app: App) -> FastAPI:
     settings = app.settings
     check_bind(settings)
     mcp_app, new_token = mcp_asgi_app(app)
-    web = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan)
+    # no /docs, /redoc or /openapi.json on the outer app: they would answer without the UI's login
+    web = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     web.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
     web.router.routes.append(Mount("/api/v1", app=rest_app(app, required_token(settings)[0])))
+    web.add_middleware(ServeOnlyFromCache, roots=[Path(get_upload_folder())])
+    web.add_middleware(LoginThrottle)
+    web.add_middleware(McpWithoutSlash)
     if new_token:
-        log.warning("MCP bearer token (shown once; also in %s): %s", settings.data_dir / "mcp_token", new_token)
+        log.warning("MCP bearer token created (shown once; kept in %s; `dgx-pixels config --show-token` prints "
+                    "it): %s", token_file(settings), new_token)
     studio = app.studio
 
     @web.get("/api/health")
     def health() -> dict:
         return {"ok": True, "demo_model": studio.using_demo_model, "queued": len(studio.queue.active())}
 
-    ui = build_ui(app, new_token).queue(default_concurrency_limit=None)
+    ui = build_ui(app).queue(default_concurrency_limit=None)
     auth = (settings.username, settings.password) if settings.password else None
     return gr.mount_gradio_app(
         web,
         ui,
         path="",
         auth=auth,
-        allowed_paths=[str(settings.data_dir.resolve())],
+        allowed_paths=[str(settings.data_dir.resolve())],  # what handlers may return (then copied to the cache)
+        max_file_size=limits.MAX_UPLOAD_BYTES,
+        app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None},  # Gradio's own is behind the login
         css=CSS,
         js=KEYBOARD_JS,
         footer_links=["api"],

@@ -12,7 +12,9 @@ dominate every cost and rendered 128 px 13x slower.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -187,17 +189,28 @@ def ensure_demo_model(folder: Path) -> Path:
     """Build and save the demo model once; later starts load it from disk like any other checkpoint.
 
     A demo folder from an older version of this code is rebuilt; a folder without our DEMO.json marker is
-    somebody's model and is never touched."""
-    if (folder / "model_index.json").is_file():
-        if not _is_outdated_demo(folder):
-            return folder
-        shutil.rmtree(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    pipe = build_tiny_pipeline()
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    info = {"demo": True, "version": DEMO_VERSION, "note": "random weights: output is noise"}
-    (tmp / "DEMO.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    tmp.replace(folder)  # a half-written model is never mistaken for a good one
+    somebody's model and is never touched. Two studios starting at once on one checkout take turns (a lock on
+    the models folder): the second finds the first one's model. The model is written to a hidden folder and renamed into
+    place, so a half-written model is never listed; one left by a crash is removed here.
+    """
+    if (folder / "model_index.json").is_file() and not _is_outdated_demo(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder.parent, os.O_RDONLY)  # the models folder itself is the lock: no lock file left behind
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, also if this process dies
+        for stale in folder.parent.glob(f".{folder.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if (folder / "model_index.json").is_file():
+            if not _is_outdated_demo(folder):
+                return folder
+            shutil.rmtree(folder)
+        tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+        pipe = build_tiny_pipeline()
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        info = {"demo": True, "version": DEMO_VERSION, "note": "random weights: output is noise"}
+        (tmp / "DEMO.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        tmp.replace(folder)
+    finally:
+        os.close(lock)
     return folder
