@@ -1,8 +1,10 @@
-"""What several tabs share: waiting for a queued job while driving Gradio's progress bar."""
+"""What several tabs share: lists that are re-read whenever a tab is shown, and waiting for a queued job while
+driving Gradio's progress bar."""
 
 from __future__ import annotations
 
 import gradio as gr
+from gradio.context import Context
 
 from studio.core import JobFailed, Studio
 
@@ -31,3 +33,12 @@ def wait_for(studio: Studio, job, progress: gr.Progress, what: str = "step"):
         if job.status == "cancelled":
             return None
         raise gr.Error(str(exc)) from None
+
+
+def on_show(page: gr.Tab | None, fn, outputs: list, inputs: list | None = None) -> None:
+    """Run `fn` when the page loads (a browser reload included) and whenever `page` (a tab) is opened, so
+    pickers and lists show what exists now, not what existed when the server started."""
+    Context.root_block.load(fn, inputs or [], outputs, show_progress="hidden", queue=False)  # the Blocks being built
+    if page is not None:
+        page.select(fn, inputs or [], outputs, show_progress="hidden", queue=False)
+

@@ -19,7 +19,7 @@ from training.captioning import find_captioners
 PAGE = 24
 
 
-def build(app: App) -> None:
+def build(app: App, page: gr.Tab | None = None) -> None:
     studio = app.studio
     with gr.Row():
         ds_name = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="ds-name")

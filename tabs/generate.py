@@ -41,7 +41,7 @@ def _owner(request: gr.Request | None) -> str | None:
     return request.session_hash if request else None
 
 
-def build(app: App) -> None:
+def build(app: App, page: gr.Tab | None = None) -> None:
     studio = app.studio
     models = [m["name"] for m in studio.models()]
     palettes = _palette_names()

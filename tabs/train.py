@@ -71,7 +71,7 @@ def form_overrides(specs: list, values: tuple) -> dict:
     return out
 
 
-def build(app: App) -> None:
+def build(app: App, page: gr.Tab | None = None) -> None:
     studio = app.studio
     presets = list_presets()
     with gr.Row():

@@ -14,6 +14,7 @@ os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 os.environ["DIFFUSERS_VERBOSITY"] = "error"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -173,10 +174,47 @@ def live_studio(tmp_path_factory, demo_model, lora_files):
         yield server
 
 
+# -- the browser (headless Chromium driven by Playwright), for the tests marked `browser` --------------------------
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("DGXP_REQUIRE_BROWSER"):
+            raise RuntimeError("Chromium is required for the browser tests (DGXP_REQUIRE_BROWSER is set)")
+        pytest.skip("no Chromium on this machine (scripts/run-tests.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_studio(browser, url: str, width: int = 1400, height: int = 1000):
+    """A new browser page on the studio, once its Generate tab has rendered."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    pg = ctx.new_page()
+    pg.goto(url)
+    pg.wait_for_selector("#prompt textarea", timeout=30_000)
+    return pg
+
+
+@pytest.fixture
+def page(browser, live_studio):
+    pg = open_studio(browser, live_studio.url)
+    yield pg
+    pg.context.close()
+
+
 # What makes a test slow here: a real server (uvicorn + Gradio), Chromium, a LoRA training child process, or a
 # second Python interpreter. Such tests are marked `slow` by these rules, so `pytest -m "not slow"` is the quick
 # check while editing (under a minute) and the README's command still runs everything.
-SLOW_MODULES = {"test_browser", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench",
+SLOW_MODULES = {"test_browser", "test_browser_compare_metrics", "test_browser_dataset_train", "test_hardening",
+                "test_fuzz", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench",
                 "test_mcp", "test_server"}
 SLOW_FIXTURES = {"live_studio"}
 

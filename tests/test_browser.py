@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,36 +10,7 @@ from PIL import Image
 
 from studio.params import GenerateParams
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-if CHROMIUM is None:
-    if os.environ.get("DGXP_REQUIRE_BROWSER"):
-        raise RuntimeError("Chromium is required for the browser tests (DGXP_REQUIRE_BROWSER is set)")
-    pytest.skip("no Chromium on this machine (scripts/run-tests.sh installs it)", allow_module_level=True)
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, live_studio):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.goto(live_studio.url)
-    pg.wait_for_selector("#prompt textarea", timeout=30_000)
-    yield pg
-    ctx.close()
 
 
 def test_generate_a_sprite(page, live_studio, tmp_path):

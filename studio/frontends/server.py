@@ -28,29 +28,9 @@ from tabs import dataset as dataset_tab
 from tabs import generate as generate_tab
 from tabs import metrics as metrics_tab
 from tabs import train as train_tab
+from tabs.look import CSS, JS
 
 log = logging.getLogger(__name__)
-
-CSS = """
-.pixelated img, .pixelated canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
-#demo-banner { border: 2px solid #d97706; border-radius: 8px; padding: 8px 14px; background: #fff7ed; color: #7c2d12; }
-"""
-
-# Keyboard shortcuts for the tab that is showing (hidden tabs' buttons are skipped), ignored while typing.
-# Compare: 1/a = A better, 2/b = B better, t = tie, x = both bad, n = next battle. Dataset: j/k = next/previous.
-KEYBOARD_JS = """
-() => {
-  const keys = {'1': 'vote-a', 'a': 'vote-a', '2': 'vote-b', 'b': 'vote-b', 't': 'vote-tie', 'x': 'vote-bad',
-                'n': 'next-battle', 'j': 'ds-next', 'k': 'ds-prev'};
-  document.addEventListener('keydown', (e) => {
-    const t = e.target;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    const el = document.getElementById(keys[e.key.toLowerCase()]);
-    if (el && el.offsetParent !== null) { el.click(); e.preventDefault(); }
-  });
-}
-"""
 
 DEMO_BANNER = """**Demo model — output is noise.** No SDXL weights are configured, so the studio is running a tiny
 random-weight SDXL built on this machine. Every part of the studio works; the pictures do not. To use real
@@ -70,16 +50,10 @@ def build_ui(app: App) -> gr.Blocks:
                 elem_id="demo-banner",
             )
         with gr.Tabs():
-            with gr.Tab("Generate", id="generate"):
-                generate_tab.build(app)
-            with gr.Tab("Compare", id="compare") as compare_page:
-                compare_tab.build(app, compare_page)
-            with gr.Tab("Dataset", id="dataset"):
-                dataset_tab.build(app)
-            with gr.Tab("Train", id="train"):
-                train_tab.build(app)
-            with gr.Tab("Metrics", id="metrics") as metrics_page:
-                metrics_tab.build(app, metrics_page)
+            for title, tab in (("Generate", generate_tab), ("Compare", compare_tab), ("Dataset", dataset_tab),
+                               ("Train", train_tab), ("Metrics", metrics_tab)):
+                with gr.Tab(title, id=title.lower()) as page:
+                    tab.build(app, page)
     return ui
 
 
@@ -121,7 +95,7 @@ def create_app(app: App) -> FastAPI:
         max_file_size=limits.MAX_UPLOAD_BYTES,
         app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None},  # Gradio's own is behind the login
         css=CSS,
-        js=KEYBOARD_JS,
+        js=JS,
         footer_links=["api"],
     )
 
