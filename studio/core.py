@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.pixel import PixelParams, PixelResult, load_rgba, pixelate_file
+from pipelines.pixel import PixelParams, PixelResult, load_rgba, pixelate
 from pipelines.render import StepFn
 from pipelines.sheet import SheetSpec, generate_sheet
 from pipelines.sprite import ItemList, generate_item_batch, generate_sprites
@@ -332,7 +333,24 @@ class Studio:
 
     # -- clean-up of any image (CPU only: runs in the caller's thread, not the GPU queue) -------------------
 
-    def clean_up(self, source: Path | str, pixel_params: PixelParams) -> tuple[Path, PixelResult]:
-        """An uploaded image -> native sprite PNG under the data folder; returns (path, PixelResult)."""
-        dst = self.settings.data_dir / "cleanup" / f"{uuid.uuid4().hex[:12]}.png"
-        return dst, pixelate_file(Path(source), dst, pixel_params)
+    def clean_up(self, source: Path | str, pixel_params: PixelParams, source_label: str = "python",
+                 owner: str | None = None) -> tuple[Path, PixelResult]:
+        """Any image -> its native sprite, named `<source>-sprite-<w>x<h>.png` in a folder of its own; returns
+        (path, PixelResult). Recorded as a finished 'cleanup' job with its seconds, so it is in the history,
+        Metrics and exportable to Bevy like a generated sprite."""
+        source = Path(source)
+        job_id = uuid.uuid4().hex[:12]
+        params = {"source": source.name, "pixel": pixel_params.to_dict()}
+        self.store.add_job(job_id, "cleanup", source_label, owner, params, f"clean-up of {source.name}")
+        self.store.mark_job(job_id, "running")
+        try:
+            result = pixelate(load_rgba(source), pixel_params)
+            w, h = result.image.size
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "-", source.stem).strip("-")[:48] or "image"
+            dst = save_png(result.image, self.settings.data_dir / "cleanup" / job_id / f"{stem}-sprite-{w}x{h}.png")
+            self.store.finish_job(job_id, params, [{"id": uuid.uuid4().hex[:12], "idx": 0, "seed": 0,
+                                                    "path": str(dst), "width": w, "height": h}])
+        except Exception as exc:
+            self.store.mark_job(job_id, "failed", str(exc))
+            raise
+        return dst, result

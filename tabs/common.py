@@ -1,12 +1,55 @@
-"""What several tabs share: lists that are re-read whenever a tab is shown, and waiting for a queued job while
-driving Gradio's progress bar."""
+"""What several tabs share: the pixel clean-up fields, lists that are re-read whenever a tab is shown, and
+waiting for a queued job while driving Gradio's progress bar."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 from gradio.context import Context
 
+from pipelines.pixel import PixelParams, palette_names
+from studio import limits
 from studio.core import JobFailed, Studio
+
+BACKGROUNDS = ["auto", "keep"]
+
+
+@dataclass
+class PixelFields:
+    """The clean-up settings as form fields (0 = detect / automatic, blank = none)."""
+
+    width: gr.Number
+    height: gr.Number
+    colors: gr.Number
+    palette: gr.Dropdown
+    background: gr.Dropdown
+    outline: gr.Textbox
+
+    @classmethod
+    def build(cls, prefix: str) -> PixelFields:
+        with gr.Row():
+            fields = cls(
+                gr.Number(label="Sprite width (0 = detect)", value=0, precision=0, minimum=0,
+                          maximum=limits.MAX_SPRITE_SIDE, elem_id=f"{prefix}-sprite-w"),
+                gr.Number(label="Sprite height (0 = detect)", value=0, precision=0, minimum=0,
+                          maximum=limits.MAX_SPRITE_SIDE, elem_id=f"{prefix}-sprite-h"),
+                gr.Number(label="Colours (0 = auto)", value=0, precision=0, minimum=0, maximum=limits.MAX_COLORS,
+                          elem_id=f"{prefix}-colors"),
+                gr.Dropdown(["", *palette_names()], value="", label="Palette", allow_custom_value=True),
+                gr.Dropdown(BACKGROUNDS, value="auto", label="Background", allow_custom_value=True,
+                            info="auto, keep, or a #rrggbb colour to make transparent"),
+                gr.Textbox(label="Outline (#rrggbb, blank = none)", value=""),
+            )
+        return fields
+
+    @property
+    def inputs(self) -> list:
+        return [self.width, self.height, self.colors, self.palette, self.background, self.outline]
+
+    @staticmethod
+    def params(width, height, colors, palette, background, outline) -> PixelParams:
+        return PixelParams.from_user((width or 0, height or 0), colors, palette, background, outline)
 
 
 def submit_and_wait(studio: Studio, submit, progress: gr.Progress, what: str = "step"):
@@ -41,4 +84,9 @@ def on_show(page: gr.Tab | None, fn, outputs: list, inputs: list | None = None) 
     Context.root_block.load(fn, inputs or [], outputs, show_progress="hidden", queue=False)  # the Blocks being built
     if page is not None:
         page.select(fn, inputs or [], outputs, show_progress="hidden", queue=False)
+
+
+def owner(request: gr.Request | None) -> str | None:
+    """Jobs are tagged with the browser session, so Cancel stops this tab's jobs and no one else's."""
+    return request.session_hash if request else None
 

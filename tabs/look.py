@@ -8,7 +8,9 @@ download is the sprite itself.
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
-.pixelated img[data-scale] { object-fit: none !important; max-width: none !important; max-height: none !important; }
+.pixelated img[data-scale] { object-fit: fill !important; max-width: none !important; max-height: none !important; }
+.pixelated .thumbnail-item { aspect-ratio: 1 / 1; max-width: 360px; max-height: 360px; margin: 0 auto;
+                             display: flex; align-items: center; justify-content: center; }
 #demo-banner { border: 2px solid #d97706; border-radius: 8px; padding: 8px 14px; background: #fff7ed; color: #7c2d12; }
 .sticky-results { position: sticky; top: 8px; align-self: flex-start; }
 .slot-label { font-weight: 700; font-size: 1.4em; text-align: center; }
@@ -36,7 +38,7 @@ JS = """
     // the box the sprite may fill: its frame, never wider than the component, never taller than --sprite-max-h
     const maxH = parseFloat(getComputedStyle(holder).getPropertyValue('--sprite-max-h')) || 384;
     const bw = Math.min(box.clientWidth || holder.clientWidth, holder.clientWidth);
-    const bh = Math.min(box.clientHeight > 8 ? box.clientHeight : maxH, maxH);
+    const bh = Math.min(Math.max(box.clientHeight, bw), maxH);
     if (!bw) return;
     const k = Math.max(1, Math.floor(Math.min(bw / w, bh / h)));
     if (img.dataset.scale === String(k) && img.style.width === w * k + 'px') return;
@@ -45,12 +47,14 @@ JS = """
     img.style.height = h * k + 'px';
   };
   const fitAll = () => document.querySelectorAll('.pixelated img').forEach((img) => {
-    if (img.complete) fit(img); else img.addEventListener('load', () => fit(img), {once: true});
+    if (img.complete && img.naturalWidth) fit(img);
+    if (!img.dataset.watched) {  // every later load of this element (a new src) is fitted again
+      img.dataset.watched = '1';
+      img.addEventListener('load', () => fit(img));
+    }
   });
   new MutationObserver(fitAll).observe(document.body, {childList: true, subtree: true, attributes: true,
                                                        attributeFilter: ['src']});
-  window.addEventListener('resize', () => document.querySelectorAll('.pixelated img').forEach((img) => {
-    delete img.dataset.scale; fit(img);
-  }));
+  window.addEventListener('resize', () => document.querySelectorAll('.pixelated img').forEach(fit));
 }
 """

@@ -213,7 +213,7 @@ def page(browser, live_studio):
 # What makes a test slow here: a real server (uvicorn + Gradio), Chromium, a LoRA training child process, or a
 # second Python interpreter. Such tests are marked `slow` by these rules, so `pytest -m "not slow"` is the quick
 # check while editing (under a minute) and the README's command still runs everything.
-SLOW_MODULES = {"test_browser", "test_browser_compare_metrics", "test_browser_dataset_train", "test_hardening",
+SLOW_MODULES = {"test_browser", "test_browser_generate", "test_browser_compare_metrics", "test_browser_dataset_train", "test_hardening",
                 "test_fuzz", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench",
                 "test_mcp", "test_server"}
 SLOW_FIXTURES = {"live_studio"}

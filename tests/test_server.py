@@ -11,13 +11,13 @@ from PIL import Image
 
 from studio.metadata import params_from_png
 
-# prompt, negative, model, loras, seed, steps, guidance, width, height, count,
+# prompt, negative, model, loras, seed, reuse_seed, steps, guidance, width, height, count,
 # sprite_w, sprite_h, colors, palette, background, outline, raw_only
-FORM = ["a red slime", "", "demo-tiny", "", "", 3, 6.0, 0, 0, 1, 0, 0, 0, "", "auto", "", False]
+FORM = ["a red slime", "", "demo-tiny", "", "", False, 3, 6.0, 0, 0, 1, 0, 0, 0, "", "auto", "", False]
 
 
 def form(**kw) -> list:
-    keys = ["prompt", "negative", "model", "loras", "seed", "steps", "guidance", "width", "height", "count",
+    keys = ["prompt", "negative", "model", "loras", "seed", "reuse", "steps", "guidance", "width", "height", "count",
             "sprite_w", "sprite_h", "colors", "palette", "background", "outline", "raw"]
     values = dict(zip(keys, FORM, strict=True))
     values.update(kw)
@@ -39,7 +39,8 @@ def test_health_says_demo(live_studio):
 
 def test_generate_api_returns_png_whose_metadata_round_trips(client, live_studio):
     sprites, raws, status, seed = client.predict(*form(seed="123", count=2), api_name="/generate")
-    assert seed == "123" and "seed(s) 123, 124" in status
+    assert seed == "" and "seed(s) 123, 124" in status  # the box is cleared: the next run gets a new seed
+    assert client.predict(*form(seed="123", reuse=True), api_name="/generate")[3] == "123"
     assert len(sprites) == 2
     for item, expected_seed in zip(sprites, (123, 124), strict=True):
         with Image.open(item["image"]) as im:
@@ -153,7 +154,7 @@ def test_password_protects_the_ui_and_api(tmp_path, demo_model):
             Client(server.url, verbose=False)
         c = Client(server.url, auth=("studio", "s3cret"), verbose=False)
         out = c.predict(*form(seed="1", steps=2), api_name="/generate")
-        assert out[3] == "1"
+        assert "seed(s) 1 " in out[2] and out[3] == ""
 
 
 def test_metrics_endpoint_plots_job_history(client, live_studio):

@@ -22,6 +22,7 @@ from studio.features.export import (
     export_sheet,
     export_sprite,
     export_tileset,
+    safe_asset_dir,
 )
 from studio.files import atomic_write_bytes
 
@@ -39,15 +40,22 @@ def _load(path: str | Path) -> Image.Image:
 
 
 def deploy(studio: Studio, source: str, assets_dir: Path | str, name: str, kind: str = "auto",
-           allowed_roots: tuple[Path, ...] | None = None) -> ExportResult:
+           allowed_roots: tuple[Path, ...] | None = None, create: bool = False) -> ExportResult:
     """Export a job's output (or an image file) as `kind` into `assets_dir`, then update the manifest.
 
     `allowed_roots`: where writing is allowed at all (None: anywhere the caller can write, as for the CLI;
-    remote front ends pass the studio's configured project roots).
+    remote front ends pass the studio's configured project roots). `create`: make `assets_dir` (and missing
+    folders above it) when it does not exist yet; the allowed roots are checked first.
     """
     if kind not in KINDS:
         raise ExportError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     assets = Path(assets_dir).expanduser()
+    if create and not assets.is_dir():
+        safe_asset_dir(assets, "sprite", name, allowed_roots)  # refuses names and places it may not write
+        try:
+            assets.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"could not create {assets}: {exc.strerror or exc}") from exc
     _manifest_path(assets)
     job = _job_or_none(studio, source)
     if job is None:

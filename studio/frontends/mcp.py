@@ -196,7 +196,7 @@ def build_mcp(app: App) -> FastMCP:
             src = _image_input(image, Path(tmp))
             try:
                 params = PixelParams.from_user(size, colors, palette)
-                out, res = studio.clean_up(src, params)
+                out, res = studio.clean_up(src, params, source_label="mcp")
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
         w, h = res.image.size
