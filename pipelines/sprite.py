@@ -29,6 +29,8 @@ class ItemList:
             raise ParamsError(f"an item batch needs 1 to {limits.MAX_ITEMS} items, got {len(self.prompts)}")
         if not all(isinstance(p, str) and p.strip() for p in self.prompts):
             raise ParamsError("every item needs a non-empty prompt")
+        if any(len(p) > limits.MAX_PROMPT_CHARS for p in self.prompts):
+            raise ParamsError(f"an item's prompt is longer than {limits.MAX_PROMPT_CHARS} characters")
 
     def to_dict(self) -> dict:
         return {"prompts": list(self.prompts)}

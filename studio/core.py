@@ -25,7 +25,7 @@ from pipelines.sheet import SheetSpec, generate_sheet
 from pipelines.sprite import ItemList, generate_item_batch, generate_sprites
 from pipelines.tiles import TileSpec, generate_tileset, repeat_preview
 from pipelines.variation import VariationSpec, generate_variations
-from studio.files import atomic_write_bytes, save_png
+from studio.files import atomic_write_bytes, is_file, save_png
 from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
 from studio.metadata import pnginfo
@@ -289,7 +289,7 @@ class Studio:
     def submit_variation(self, params: GenerateParams, source: Path | str, strength: float = 0.5,
                          source_label: str = "python", owner: str | None = None) -> Job:
         """img2img variations of an image (an upload, or a sprite from the history by its image id)."""
-        if isinstance(source, str) and not Path(source).exists():
+        if isinstance(source, str) and not is_file(source):
             rows = self.store.query("SELECT path FROM images WHERE id = ?", [source])
             source = rows[0]["path"] if rows else source
         rgba = load_rgba(source)  # an unreadable image fails here, before anything is queued

@@ -37,6 +37,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def is_file(path: str | os.PathLike) -> bool:
+    """Whether `path` names an existing file, for text a person or a client typed: a name too long for the
+    file system, a NUL byte or `~nobody/` is simply not a file (instead of OSError, ValueError, RuntimeError)."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -75,7 +75,7 @@ def checked_fields(cls, data: Any, what: str) -> dict[str, Any]:
         raise ParamsError(f"{what}s must be an object of named values, got {data!r}")
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ParamsError(f"unknown {what}(s): {', '.join(sorted(map(str, unknown)))}")
+        raise ParamsError(f"unknown {what}(s): {', '.join(sorted(map(repr, unknown)))}")
     return dict(data)
 
 

@@ -78,8 +78,8 @@ def read_safetensors_header(path: Path) -> dict:
                 raise ModelError(f"{path.name}: not a .safetensors file (header length {n})")
             header = json.loads(fh.read(n))
             size = path.stat().st_size
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path.name}: corrupt .safetensors header ({exc})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(f"{path.name}: corrupt .safetensors header ({type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise ModelError(f"{path.name}: corrupt .safetensors header")
     try:
@@ -88,7 +88,7 @@ def read_safetensors_header(path: Path) -> dict:
         if not isinstance(meta, dict) or not all(isinstance(v, dict) and isinstance(v.get("shape"), list)
                                                  for k, v in header.items() if k != "__metadata__"):
             raise TypeError("tensor entries without a shape")
-    except (TypeError, KeyError, IndexError, ValueError) as exc:
+    except (TypeError, KeyError, IndexError, ValueError, OverflowError) as exc:
         raise ModelError(f"{path.name}: corrupt .safetensors header (not tensor names -> dtype, shape, "
                          f"offsets: {exc})") from None
     if 8 + n + end > size:

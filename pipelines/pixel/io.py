@@ -56,7 +56,7 @@ def _open(src: str | os.PathLike | bytes) -> Image.Image:
         raise PixelImageError(
             f"{_name(src)} is too large to process safely (over {limits.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels)"
         ) from None
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a path with a NUL byte, an unusable stream
         raise PixelImageError(f"{_name(src)} could not be read: {e}") from None
     w, h = im.size
     if w * h > limits.MAX_IMAGE_PIXELS:
@@ -72,7 +72,7 @@ def _decode(im: Image.Image, what: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types on hostile input (IndexError ...)
         raise PixelImageError(f"{what} is damaged or truncated and cannot be decoded ({e})") from None
 
 
@@ -80,6 +80,8 @@ def pil_to_rgba(im: Image.Image) -> np.ndarray:
     """Any Pillow mode -> RGBA uint8. 16-bit and 32-bit greyscale are scaled to 8 bits,
     palette and greyscale modes keep their transparency (tRNS / LA)."""
     mode = im.mode
+    if im.width < MIN_SIDE or im.height < MIN_SIDE:
+        raise PixelImageError(f"the image is {im.width}x{im.height} px; it must be at least {MIN_SIDE}x{MIN_SIDE}")
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im).astype(np.float64)
         top = 65535.0 if a.max() > 255 else 255.0
@@ -104,6 +106,8 @@ def array_to_rgba(a: np.ndarray) -> np.ndarray:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
         raise PixelImageError(f"an image array must be (h, w) or (h, w, 1..4), got shape {a.shape}")
+    if a.shape[0] < MIN_SIDE or a.shape[1] < MIN_SIDE:
+        raise PixelImageError(f"the image is {a.shape[1]}x{a.shape[0]} px; it must be at least {MIN_SIDE}x{MIN_SIDE}")
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif a.dtype == np.uint16:
@@ -176,7 +180,7 @@ def load_frames(src: ImageSource, max_frames: int = 1000) -> list[np.ndarray]:
             frames.append(validate_rgba(pil_to_rgba(frame.copy()), f"frame {i} of {what}"))
     except PixelImageError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - Pillow's frame seeking raises IndexError, struct.error ... on damage
         raise PixelImageError(f"{what} is damaged or truncated and cannot be decoded ({e})") from None
     finally:
         if not isinstance(src, Image.Image):

@@ -47,6 +47,16 @@ def deploy(studio: Studio, source: str, assets_dir: Path | str, name: str, kind:
     remote front ends pass the studio's configured project roots). `create`: make `assets_dir` (and missing
     folders above it) when it does not exist yet; the allowed roots are checked first.
     """
+    try:
+        return _deploy(studio, source, assets_dir, name, kind, allowed_roots, create)
+    except ExportError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:  # a path no file system takes: too long, NUL, ~nobody
+        raise ExportError(f"cannot export {source!r} to {str(assets_dir)!r}: {exc}") from None
+
+
+def _deploy(studio: Studio, source: str, assets_dir: Path | str, name: str, kind: str,
+            allowed_roots: tuple[Path, ...] | None, create: bool) -> ExportResult:
     if kind not in KINDS:
         raise ExportError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     assets = Path(assets_dir).expanduser()

@@ -23,7 +23,12 @@ from training.dataset import prepare
 from training.runs import RunHandle, list_runs, start_run
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-STUDIO_SET = frozenset({"base_model", "dataset_dir", "output_name", "trigger_word", "export_dir"})
+# terminal control sequences: CSI (colours, cursor moves such as tqdm's "\x1b[A"), OSC, and single-character ones
+ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+# a tqdm bar: "Loading weights:  14%|█▍        | 1/7 [00:00<00:00,  8.33it/s]"
+PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[")
+STUDIO_SET = frozenset({"base_model", "base_model_hash", "dataset_dir", "output_name", "preset", "trigger_word",
+                        "export_dir"})
 
 
 def runs_root(studio: Studio) -> Path:

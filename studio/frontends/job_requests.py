@@ -14,6 +14,7 @@ instead of a 500 with a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from studio import limits
@@ -24,6 +25,7 @@ from studio.frontends.assemble import App
 from studio.jobs import Job
 from studio.params import GenerateParams, ParamsError
 from studio.values import parse_float
+from training.config import TrainConfig
 from training.runs import RunHandle, resume_run
 
 KINDS = ("generate", "variation", "workflow")
@@ -35,7 +37,7 @@ _TRAIN_FIELDS = {"dataset", "preset", "model", "name", "overrides"}
 def _only(body: dict, allowed: set[str], what: str) -> None:
     unknown = set(body) - allowed
     if unknown:
-        raise ParamsError(f"unknown field(s) in {what}: {', '.join(sorted(map(str, unknown)))} "
+        raise ParamsError(f"unknown field(s) in {what}: {', '.join(sorted(map(repr, unknown)))} "
                           f"(allowed: {', '.join(sorted(allowed))})")
 
 
@@ -84,6 +86,10 @@ def start_training(app: App, body: Any) -> RunHandle:
     if not isinstance(body.get("dataset"), str) or not body["dataset"]:
         raise ParamsError("train needs a dataset name (or resume: RUN)")
     overrides = _object(body.get("overrides"), "overrides")
+    settings = {f.name for f in dataclasses.fields(TrainConfig)} - training_runs.STUDIO_SET
+    unknown = set(overrides) - settings - training_runs.STUDIO_SET
+    if unknown:  # named here: as keyword arguments they could also collide with start()'s own parameters
+        raise ParamsError(f"unknown training setting(s): {', '.join(sorted(map(repr, unknown)))}")
     text = {k: body.get(k) for k in ("model", "name")}
     if any(v is not None and not isinstance(v, str) for v in text.values()):
         raise ParamsError("model and name must be text")

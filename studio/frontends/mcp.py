@@ -30,6 +30,7 @@ from studio.features.deploy import deploy
 from studio.features.export import ExportError
 from studio.features.workflows import run_workflow as queue_workflow
 from studio.features.workflows import workflows_for
+from studio.files import is_file
 from studio.frontends.assemble import App
 from studio.frontends.auth import BearerAuth, required_token
 from studio.params import GenerateParams, parse_loras
@@ -290,12 +291,8 @@ def build_mcp(app: App) -> FastMCP:
 
 def _image_input(value: str, tmp: Path) -> Path:
     """A path on this machine, or base64 data (optionally a data: URL) written to a temp file."""
-    try:
-        path = Path(value).expanduser()
-        if path.is_file():
-            return path
-    except (OSError, ValueError):  # too long for a file name, NUL bytes ...: then it is data
-        pass
+    if is_file(value):  # else it is data (a name too long for a file, NUL bytes ... are not files)
+        return Path(value).expanduser()
     data = value.split(",", 1)[1] if value.startswith("data:") else value
     if len(data) > L.MAX_UPLOAD_BYTES * 4 // 3 + 4:
         raise ToolError(f"image is larger than {L.MAX_UPLOAD_BYTES // 2**20} MB")

@@ -32,8 +32,13 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 async def _json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(400, "the body must be JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        raise HTTPException(400, "the body must be JSON (UTF-8, nested less than a few hundred levels)") from None
+
+
+def _refused(exc: Exception) -> HTTPException:
+    """A 400 whose message survives any text the client sent (a lone surrogate cannot be encoded as UTF-8)."""
+    return HTTPException(400, str(exc).encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def rest_app(app: App, token: str | None) -> FastAPI:
@@ -58,7 +63,7 @@ def rest_app(app: App, token: str | None) -> FastAPI:
         try:
             job = submit_job(app, body, source)
         except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise _refused(exc) from None
         return {"job_id": job.id, "status": job.status}
 
     @api.get("/jobs/{job_id}")
@@ -78,7 +83,7 @@ def rest_app(app: App, token: str | None) -> FastAPI:
         try:
             handle = start_training(app, body)
         except (ValueError, OSError) as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise _refused(exc) from None
         return {"run_id": handle.run_dir.name, "run_dir": str(handle.run_dir)}
 
     return api
