@@ -109,22 +109,46 @@ def test_prompt_sets(arena, studio):
 
 
 def test_leaderboard_from_votes_and_cli(arena, studio, capsys):
-    from studio.features.ratings import leaderboard
+    from scipy.optimize import minimize
+    from scipy.special import log_expit
+
     from studio.frontends.cli import main
 
     outcomes = ["A", "A", "B", "tie", "both_bad", "A"]
+    wins: list[tuple[str, str, float]] = []  # (winner, loser, weight), read from the revealed slots
     for i, choice in enumerate(outcomes):
         view = battle(arena, ["base", "slime-1.0"], seed=i, settings=BattleSettings(steps=1),
                       shuffle=random.Random(0), prompt_set="game-sprites")
-        arena.vote(view["id"], choice)
+        who = {s["slot"]: s["contender"] for s in arena.vote(view["id"], choice)["slots"]}
+        if choice in ("tie", "both_bad"):
+            wins += [(who["A"], who["B"], 0.5), (who["B"], who["A"], 0.5)]
+        else:
+            wins.append((who[choice], who["B" if choice == "A" else "A"], 1.0))
     best_of = battle(arena, ["base", "slime-1.0", "slime-0.5"], seed=1, settings=BattleSettings(steps=1))
-    arena.vote(best_of["id"], "C")
+    who = {s["slot"]: s["contender"] for s in arena.vote(best_of["id"], "C")["slots"]}
+    wins += [(who["C"], other, 1.0) for slot, other in who.items() if slot != "C"]  # best beats each other one
     votes = arena.votes()
     assert len(votes) == len(outcomes) + 2  # best-of-3 = best beats each of the other two
     board = arena.leaderboard(rounds=50, min_votes=2)
-    direct = leaderboard(votes, rounds=50, min_votes=2, names=[c.name for c in arena.contenders()])
-    assert board.to_rows() == direct.to_rows()
+    # the tallies, counted by hand from the votes cast
+    names = ["base", "slime-1.0", "slime-0.5", "slime-1.5"]
+    for name in names:
+        r = board.rating(name)
+        n_ties = sum(w == 0.5 and name == a for a, _, w in wins)
+        assert (r.wins, r.losses, r.ties) == (sum(w == 1 and name == a for a, _, w in wins),
+                                              sum(w == 1 and name == b for _, b, w in wins), n_ties), name
+        assert r.votes == r.wins + r.losses + r.ties
+    # the scores: Bradley-Terry fitted here by a general-purpose optimiser on the documented objective
+    # (log-likelihood, ties as half a win each way, minus 0.01/2 * sum of squared scores)
+    idx = {n: i for i, n in enumerate(names)}
+
+    def loss(s):
+        return -sum(w * log_expit(s[idx[a]] - s[idx[b]]) for a, b, w in wins) + 0.005 * float(s @ s)
+
+    fit = minimize(loss, np.zeros(len(names)), method="BFGS", options={"gtol": 1e-9}).x
+    assert np.allclose([board.rating(n).score for n in names], fit - fit.mean(), atol=1e-5)
     assert board.rating("slime-1.5").votes == 0 and board.rating("slime-1.5").provisional
+    assert [r.name for r in board.ratings] == sorted(names, key=lambda n: -fit[idx[n]])  # best first
     assert list(arena.leaderboard("game-sprites", rounds=10).names)
 
     studio.close()  # the CLI opens the same data folder, as a person would after stopping the studio

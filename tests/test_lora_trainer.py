@@ -188,3 +188,57 @@ def test_text_encoder_lora_trains_and_resumes_exactly():
     unet_only = LoraTrainer(tiny_pipe(), images, captions, LoraTrainConfig(steps=2), log=lambda _m: None)
     with pytest.raises(ValueError, match="text-encoder"):  # a checkpoint from another kind of run
         unet_only.load_lora_state(saved_lora)
+
+
+class NoiseDraws:
+    """Records the noise the trainer hands its noise scheduler (the noise the UNet must predict)."""
+
+    def __init__(self, trainer: LoraTrainer) -> None:
+        self.noise: list[torch.Tensor] = []
+        real = trainer.noise_scheduler.add_noise
+
+        def add_noise(latents, noise, t):
+            self.noise.append(noise.detach().clone())
+            return real(latents, noise, t)
+
+        trainer.noise_scheduler.add_noise = add_noise
+
+
+def test_noise_offset_adds_one_draw_per_channel():
+    """noise_offset c: the noise is the plain draw plus c times one N(0, 1) draw per (image, channel), constant
+    over the latent's pixels. Runs with the same seed and offsets 0, c and 3c differ by exactly that."""
+    drawn = []
+    for offset in (0.0, 0.1, 0.3):
+        cfg = LoraTrainConfig(steps=1, seed=11, noise_offset=offset, batch_size=2)
+        trainer = LoraTrainer(tiny_pipe(), sprites(2, (32, 32)), ["a", "b"], cfg, log=lambda _m: None)
+        rec = NoiseDraws(trainer)
+        trainer.train_step()
+        drawn.append(rec.noise[0])
+    plain, small, big = drawn
+    assert plain.shape == (2, 4, 4, 4)
+    step = small - plain  # the offset term alone: the plain draw comes first and is the same in all runs
+    assert torch.allclose(step, step.mean(dim=(2, 3), keepdim=True).expand_as(step), atol=1e-6)
+    per_channel = step[:, :, 0, 0] / 0.1
+    assert per_channel.abs().min() > 1e-3 and 0.2 < float(per_channel.std()) < 3  # one N(0, 1) draw each
+    assert torch.allclose(big - plain, 3 * step, atol=1e-5)  # proportional to noise_offset
+
+
+def test_caption_dropout_trains_a_share_of_steps_on_the_empty_caption():
+    """caption_dropout p replaces a caption by "" with probability p (drawn from the run's seed): with p = 1
+    every step is conditioned on the empty prompt's encoding, with p = 0 none is, and p = 0.25 empties about
+    a quarter of a fixed-seed run's captions."""
+    captions = ["pixel knight", "pixel slime"]
+    with torch.no_grad():
+        empty = tiny_pipe().encode_prompt("", device="cpu", do_classifier_free_guidance=False)[0]
+    for p in (1.0, 0.0):
+        pipe = tiny_pipe()
+        trainer = LoraTrainer(pipe, sprites(2, (32, 32)), captions, LoraTrainConfig(steps=2, seed=3,
+                              caption_dropout=p), log=lambda _m: None)
+        calls = UnetCalls(pipe.unet)
+        trainer.train_step(), trainer.train_step()
+        assert [torch.allclose(c["hidden"], empty) for c in calls.calls] == [p == 1.0] * 2
+    trainer = LoraTrainer(tiny_pipe(), sprites(2, (32, 32)), captions,
+                          LoraTrainConfig(steps=400, seed=3, caption_dropout=0.25), log=lambda _m: None)
+    drawn = [trainer._draw_batch()[1][0] for _ in range(400)]  # the batch draw of 400 steps, without the UNet
+    assert set(drawn) == {"", *captions}
+    assert 0.18 < drawn.count("") / len(drawn) < 0.32

@@ -169,3 +169,21 @@ def test_pixelate_frames_shares_grid_and_palette(tmp_path: Path) -> None:
     assert all(r.image.size == (14, 12) for r in res)
     assert res[0].cell == res[1].cell
     assert np.array_equal(np.asarray(res[0].image)[..., 3], s[..., 3])
+    # one palette for all frames: a body colour that flickers between frames (two reds a render drew) becomes
+    # one red in every frame, and the frames use the same 3 colours; frame by frame they would keep two reds
+    def frame(body: tuple[int, int, int]) -> np.ndarray:
+        a = np.zeros((12, 12, 4), np.uint8)
+        a[2:10, 2:10] = (20, 20, 20, 255)
+        a[3:9, 3:9, :3] = body
+        a[4:6, 6:8, :3] = (40, 60, 220)
+        return a
+
+    flicker = [render(frame(body), cell=20, seed=i) for i, body in enumerate([(200, 30, 30), (222, 52, 40)])]
+    three = PixelParams(colors=3)
+    alone = [np.asarray(pixelate(f, three).image) for f in flicker]
+    assert tuple(alone[0][5, 4, :3]) != tuple(alone[1][5, 4, :3])  # the flicker is real frame by frame
+    shared = [np.asarray(r.image) for r in pixelate_frames(flicker, three)]
+    assert tuple(shared[0][5, 4, :3]) == tuple(shared[1][5, 4, :3]) in {(200, 30, 30), (222, 52, 40)}
+    colours = [{tuple(c) for c in out[out[..., 3] == 255][:, :3]} for out in shared]
+    assert colours[0] == colours[1] and len(colours[0]) == 3
+    assert np.array_equal(shared[0][..., 3], frame((0, 0, 0))[..., 3])

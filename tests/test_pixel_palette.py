@@ -42,16 +42,31 @@ def test_palette_files(tmp_path: Path) -> None:
         load_palette(str(tmp_path / "bad.hex"))
 
 
+def near_palette_sprite(entries: list[int], pal: np.ndarray, seed: int, nudge: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A sprite whose colours are the palette entries `entries`, each nudged a few levels off, and the same sprite
+    in the exact entries: the answer a nearest-colour mapping must give, known without computing any distance."""
+    s = make_sprite(16, 16, len(entries), seed=seed)
+    opaque = s[..., 3] == 255
+    cols = [tuple(c) for c in np.unique(s[opaque][:, :3], axis=0)]
+    assert len(cols) == len(entries)
+    rng = np.random.default_rng(seed)
+    nudged, exact = s.copy(), s.copy()
+    for c, k in zip(cols, entries, strict=True):
+        where = opaque & np.all(s[..., :3] == c, axis=-1)
+        exact[where, :3] = pal[k]
+        nudged[where, :3] = np.clip(pal[k].astype(int) + rng.integers(-nudge, nudge + 1, 3), 0, 255)
+    return nudged, exact
+
+
 def test_named_palette_mapping_is_exact() -> None:
-    s = make_sprite(16, 16, 5, seed=1)
+    pico = load_palette("pico-8")
+    s, want = near_palette_sprite([0, 8, 11, 12, 7], pico, seed=1)  # black, red, green, blue, white, nudged
     res = pixelate(render(s, cell=24, jpeg=85, seed=1), PixelParams(palette="pico-8"))
     out = np.asarray(res.image)
-    pico = {tuple(c) for c in load_palette("pico-8")}
     used = {tuple(c) for c in out[out[..., 3] == 255][:, :3]}
-    assert used and used <= pico
-    # and each cell got the nearest pico-8 colour of its true colour
-    truth_mapped = apply_palette(s, load_palette("pico-8"))
-    assert np.array_equal(out, truth_mapped)
+    assert used and used <= {tuple(c) for c in pico}
+    # each cell got the pico-8 colour its true colour was nudged from
+    assert np.array_equal(out, want)
 
 
 def test_palette_from_file_used_by_params(tmp_path: Path) -> None:
@@ -109,8 +124,37 @@ def test_bayer_dither_only_when_asked() -> None:
     with pytest.raises(ValueError, match="dither"):
         apply_palette(img, pal, "floyd")
     # the engine: default output has no dither pattern on flat areas
-    s = make_sprite(16, 16, 5, seed=6)
+    s, want = near_palette_sprite([0, 1, 2, 3], load_palette("gameboy"), seed=6, nudge=2)
     out = np.asarray(pixelate(render(s, cell=20), PixelParams(palette="gameboy")).image)
-    out_d = np.asarray(pixelate(render(s, cell=20), PixelParams(palette="gameboy", dither="bayer")).image)
-    assert np.array_equal(out, apply_palette(s, load_palette("gameboy")))
-    assert out_d.shape == out.shape
+    assert np.array_equal(out, want)
+
+
+# the 4x4 Bayer matrix as published (Bayer 1973), thresholds (m + 0.5) / 16 - 0.5
+BAYER = (np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) + 0.5) / 16 - 0.5
+
+
+def test_engine_dithers_with_the_bayer_pattern(tmp_path: Path) -> None:
+    """dither="bayer" in the engine: flat grey bands against a black/white palette give Bayer's ordered pattern,
+    computed here by hand: grey g plus its threshold times the palette spacing (black to white: 255*sqrt(3)) is
+    white when it is lighter than mid-grey in OKLab (L = 0.5, i.e. linear light 0.125 for a grey)."""
+    (tmp_path / "bw.hex").write_text("000000\nffffff\n")
+    levels = [40, 70, 100, 130, 170, 210]
+    img = np.zeros((8, 4 * len(levels), 4), np.uint8)
+    img[..., 3] = 255
+    for i, g in enumerate(levels):
+        img[:, 4 * i : 4 * i + 4, :3] = g
+    params = dict(size=(img.shape[1], 8), size_mode="exact", palette=str(tmp_path / "bw.hex"), background="keep",
+                  remove_strays=False)
+    out = np.asarray(pixelate(img, PixelParams(**params, dither="bayer")).image)
+    yy, xx = np.mgrid[0:8, 0 : img.shape[1]]
+    v = np.clip(np.round(img[..., 0] + BAYER[yy % 4, xx % 4] * 255 * np.sqrt(3)), 0, 255) / 255
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    want = np.where(linear > 0.125, 255, 0)
+    assert np.all(out[..., :3] == want[..., None]) and np.all(out[..., 3] == 255)
+    white = [float(np.mean(out[:, 4 * i : 4 * i + 4, 0] == 255)) for i in range(len(levels))]
+    assert white == sorted(white) and white[1] > 0 and white[-2] < 1  # mid tones mix, lighter = more white
+    plain = np.asarray(pixelate(img, PixelParams(**params)).image)  # undithered: one colour per band
+    assert all(len(np.unique(plain[:, 4 * i : 4 * i + 4, 0])) == 1 for i in range(len(levels)))
+    # the nearest colour is OKLab's: grey 100 is lighter than OKLab's mid-grey (sRGB 99), so it becomes white,
+    # though in RGB it is nearer black
+    assert [int(plain[0, 4 * i, 0]) for i in range(len(levels))] == [0, 0, 255, 255, 255, 255]

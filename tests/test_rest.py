@@ -79,7 +79,7 @@ def test_bad_requests_get_clear_errors(server):
              ({"kind": "generate", "params": {"prompt": "x", "steps": 0}}, "steps"),
              ({"kind": "generate", "params": {"prompt": "x", "stpes": 3}}, "stpes"),
              ({"kind": "variation", "params": {"prompt": "x"}}, "init"),
-             ({"kind": "variation", "params": {"prompt": "x"}, "init": "/nonexistent/a.png"}, ""),
+             ({"kind": "variation", "params": {"prompt": "x"}, "init": "/nonexistent/a.png"}, "does not exist"),
              ({"kind": "workflow", "name": "no_such_flow"}, "unknown workflow")]
     for body, message in cases:
         reply = post(body)
@@ -90,14 +90,23 @@ def test_bad_requests_get_clear_errors(server):
     assert httpx.get(f"{jobs_url(server)}/nope").status_code == 401  # the token guards reading too
 
 
-def test_cancel_stops_a_queued_job(server):
-    slow = {"prompt": "x", "steps": 60, "width": 64, "height": 64}
+def test_cancel_stops_a_running_and_a_queued_job(server):
+    slow = {"prompt": "x", "steps": 150, "width": 64, "height": 64}
     first = httpx.post(jobs_url(server), json={"kind": "generate", "params": slow}, headers=AUTH).json()
     second = httpx.post(jobs_url(server), json={"kind": "generate", "params": slow}, headers=AUTH).json()
+    deadline = time.time() + 60
+    while httpx.get(f"{jobs_url(server)}/{first['job_id']}", headers=AUTH).json()["step"] < 1:  # it is running
+        assert time.time() < deadline, "the first job never started"
+        time.sleep(0.05)
     for job in (second, first):
         assert httpx.post(f"{jobs_url(server)}/{job['job_id']}/cancel", headers=AUTH).json() == {"cancelled": True}
-    assert wait(server, second["job_id"])["status"] == "cancelled"
-    assert wait(server, first["job_id"])["status"] in ("cancelled", "done")  # it may have just finished
+    queued = wait(server, second["job_id"])
+    assert queued["status"] == "cancelled" and queued["step"] == 0  # never ran
+    running = wait(server, first["job_id"])
+    assert running["status"] == "cancelled" and 1 <= running["step"] < 150  # stopped mid-way, not "done"
+    for job in (first, second):
+        row = server.studio.job(job["job_id"])
+        assert row["status"] == "cancelled" and row["images"] == []
 
 
 def test_cli_generate_runs_on_the_running_studio(server, tmp_path):

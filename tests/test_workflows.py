@@ -136,6 +136,26 @@ def test_variations_of_a_sprite(studio):
     row = studio.job(res.job_id)
     assert row["kind"] == "variation" and row["params"]["variation"]["strength"] == 0.5
     assert Path(row["params"]["variation"]["source"]).is_file()
+    # each raw render is img2img of the source sprite (enlarged nearest-neighbour by hand, centred on white) at
+    # the image's seed, and a render from a blank start would differ: the variation really starts from the source
+    from pipelines.render import img2img, img2img_pipeline
+
+    params = GenerateParams.from_dict({k: v for k, v in row["params"].items() if k != "variation"})
+    w, h = params.width, params.height
+    sprite = np.asarray(Image.open(src).convert("RGBA")).astype(float)
+    k = min(w // sprite.shape[1], h // sprite.shape[0])
+    big = np.kron(sprite, np.ones((k, k, 1)))
+    start = np.full((h, w, 3), 255.0)
+    y0, x0 = (h - big.shape[0]) // 2, (w - big.shape[1]) // 2
+    alpha = big[..., 3:] / 255
+    start[y0 : y0 + big.shape[0], x0 : x0 + big.shape[1]] = big[..., :3] * alpha + 255 * (1 - alpha)
+    start = Image.fromarray(np.round(start).astype(np.uint8))
+    i2i = img2img_pipeline(studio.manager.pipeline(params.model))
+    for im in res.images:
+        want = np.asarray(img2img(i2i, params, start, 0.5, im.seed)).astype(int)
+        assert np.abs(np.asarray(Image.open(im.raw_path)).astype(int) - want).max() <= 1
+    blank = np.asarray(img2img(i2i, params, Image.new("RGB", (w, h), "white"), 0.5, 5)).astype(int)
+    assert np.abs(blank - np.asarray(Image.open(res.images[0].raw_path)).astype(int)).max() > 8
     with pytest.raises(ValueError, match="strength"):
         studio.submit_variation(GenerateParams(prompt="x"), src, 1.5)
     bad = studio.settings.data_dir / "bad.png"
