@@ -195,8 +195,10 @@ class Studio:
         ]
 
     def loras(self) -> list[dict]:
+        """One entry per LoRA; `formats` names the file of each export form (diffusers, kohya) it has."""
         return [
             {"name": lo.name, "path": str(lo.path), "size_mb": round(lo.size_bytes / 2**20, 2),
+             "formats": {kind: str(path) for kind, path in lo.formats.items()},
              "trigger_words": lo.trigger_words, "base": lo.metadata.get("dgxp.base_model") or lo.metadata.get("ss_base_model_version")}
             for lo in self.registry.loras()
         ]

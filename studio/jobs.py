@@ -144,9 +144,12 @@ class JobQueue:
             job.result = self.runners[job.kind](job)
         except Cancelled:
             self._finish(job, "cancelled")
+        except ValueError as exc:  # a person's mistake (a bad LoRA, an unusable image): one line, no traceback
+            log.warning("job %s failed: %s", job.id, exc)
+            self._finish(job, "failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure is the job's, never the worker's
             log.exception("job %s failed", job.id)
-            self._finish(job, "failed", f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
+            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
         else:
             job.status = "done"  # the runner stored its images and the 'done' row in one transaction
             job.finished.set()

@@ -7,6 +7,7 @@ and mtime, so a file is hashed once, not at every start.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -35,12 +36,20 @@ class ModelEntry:
     error: str | None = None  # why this file cannot be used (listed so a person sees it; never the default)
 
 
+KOHYA_SUFFIX = "_kohya"  # the trainer exports `<name>.safetensors` and its kohya twin `<name>_kohya.safetensors`
+
+
 @dataclass(frozen=True)
 class LoraEntry:
+    """One LoRA. `path` is the file the pipeline manager loads (the diffusers/peft form when there is one);
+    `formats` maps each form on disk ("diffusers", "kohya") to its file: a trained LoRA is one entry with both
+    of its exports, not two entries."""
+
     name: str
     path: Path
     size_bytes: int
     metadata: dict = field(default_factory=dict)
+    formats: dict = field(default_factory=dict)
 
     @property
     def trigger_words(self) -> list[str]:
@@ -157,7 +166,8 @@ class Registry:
                 out.append(ModelEntry(p.stem, p, "single_file", False, p.stat().st_size, error))
         return out
 
-    def loras(self) -> list[LoraEntry]:
+    def lora_files(self) -> list[LoraEntry]:
+        """Every LoRA file on its own (a kohya twin too), named by its file name."""
         out: list[LoraEntry] = []
         if not self.loras_dir.is_dir():
             return out
@@ -166,8 +176,24 @@ class Registry:
                 md = read_safetensors_header(p).get("__metadata__") or {}
             except ModelError:
                 md = {"error": "unreadable header"}
-            out.append(LoraEntry(p.stem, p, p.stat().st_size, dict(md)))
+            kind = "kohya" if p.stem.endswith(KOHYA_SUFFIX) or "ss_network_module" in md else "diffusers"
+            out.append(LoraEntry(p.stem, p, p.stat().st_size, dict(md), {kind: p}))
         return out
+
+    def loras(self) -> list[LoraEntry]:
+        """The LoRAs as a person sees them: `<name>.safetensors` and its kohya twin `<name>_kohya.safetensors`
+        (in the same folder) are one entry named `<name>`, with both files in `formats`, loaded from the first.
+        A kohya file without its twin stays an entry of its own."""
+        files = self.lora_files()
+        by_path = {lo.path: lo for lo in files}
+        twins = {}  # the diffusers file's path -> its kohya twin
+        for lo in files:
+            base = by_path.get(lo.path.with_name(lo.name.removesuffix(KOHYA_SUFFIX) + ".safetensors"))
+            if lo.name.endswith(KOHYA_SUFFIX) and base is not None and "diffusers" in base.formats:
+                twins[base.path] = lo
+        grouped = {twin.path for twin in twins.values()}
+        return [dataclasses.replace(lo, formats={**lo.formats, "kohya": twins[lo.path].path}) if lo.path in twins
+                else lo for lo in files if lo.path not in grouped]
 
     def checkpoint(self, name: str) -> ModelEntry:
         for m in self.checkpoints():
@@ -177,7 +203,12 @@ class Registry:
         raise ModelError(f"unknown model {name!r} (available: {known}); put SDXL checkpoints in {self.checkpoints_dir}")
 
     def lora(self, name: str) -> LoraEntry:
+        """A LoRA by its name; `<name>_kohya` (one export format by its file name, as older settings and PNGs
+        name it) still finds that file."""
         for lo in self.loras():
+            if lo.name == name:
+                return lo
+        for lo in self.lora_files():
             if lo.name == name:
                 return lo
         known = ", ".join(lo.name for lo in self.loras()) or "none"

@@ -2,6 +2,11 @@
 
 Every edit is saved as it is made (the dataset folder is the truth) and mirrored into DuckDB. Keys on this
 tab: `j` next image, `k` previous image (ignored while typing).
+
+One view, one state: the selected image (`Selected image`) decides the highlighted thumbnail, the page of the
+grid, the prepared preview and the caption box, and every operation that changes the dataset redraws the
+summary, the grid and the selected image's fields from the folder (`view`), so nothing shows what was true
+before it.
 """
 
 from __future__ import annotations
@@ -13,21 +18,25 @@ import plotly.express as px
 from studio.core import Studio
 from studio.features import dataset_library as datasets
 from studio.frontends.assemble import App
+from tabs.common import on_show
 from training import dataset as dset
 from training.captioning import find_captioners
 
 PAGE = 24
+NO_DATASETS = "No datasets yet: create one above (a name and a trigger word), then import images."
+NO_IMAGES = "No images in **{name}** yet: import PNGs, a zip or a sprite sheet above."
 
 
 def build(app: App, page: gr.Tab | None = None) -> None:
     studio = app.studio
     with gr.Row():
-        ds_name = gr.Dropdown(datasets.names(studio), label="Dataset", allow_custom_value=True, elem_id="ds-name")
+        ds_name = gr.Dropdown(datasets.names(studio), value=None, label="Dataset", allow_custom_value=True,
+                              elem_id="ds-name")
         new_name = gr.Textbox(label="New dataset name", placeholder="slime-sprites", elem_id="ds-new-name")
         new_trigger = gr.Textbox(label="Trigger word", placeholder="slm", elem_id="ds-new-trigger")
         new_class = gr.Textbox(label="Class word", value="sprite")
         create = gr.Button("Create", elem_id="ds-create")
-    summary = gr.Markdown("", elem_id="ds-summary")
+    summary = gr.Markdown("" if datasets.names(studio) else NO_DATASETS, elem_id="ds-summary")
     with gr.Accordion("Import", open=True):
         with gr.Row():
             uploads = gr.File(label="Images or a zip (PNG, JPEG, WebP, GIF, BMP)", file_count="multiple",
@@ -38,17 +47,20 @@ def build(app: App, page: gr.Tab | None = None) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                which = gr.Dropdown(list(datasets.FILTERS), value="all", label="Show")
-                page = gr.Number(value=1, precision=0, label="Page", minimum=1)
+                which = gr.Dropdown(list(datasets.FILTERS), value="all", label="Show", elem_id="ds-which")
+                page_no = gr.Number(value=1, precision=0, label="Page", minimum=1, elem_id="ds-page")
+            # no enlarged preview inside the grid: the prepared image on the right is the one preview, so the
+            # grid and the selected image can never show two different pictures
             grid = gr.Gallery(columns=6, height=420, object_fit="contain", format="png", elem_id="ds-grid",
-                              elem_classes=["pixelated"], label="Images (native sprites)")
+                              elem_classes=["pixelated"], label="Images (native sprites): click one to edit it",
+                              allow_preview=False)
         with gr.Column(scale=2):
             current = gr.Textbox(label="Selected image", interactive=False, elem_id="ds-current")
             preview = gr.Image(label="Prepared for SDXL (integer nearest scaling)", type="pil", format="png",
-                               elem_classes=["pixelated"], height=260)
+                               elem_classes=["pixelated"], height=260, elem_id="ds-preview")
             caption = gr.Textbox(label="Caption (saved as you leave the box)", lines=3, elem_id="ds-caption")
             include = gr.Checkbox(label="Include in training", value=True, elem_id="ds-include")
-            problems = gr.Markdown("")
+            problems = gr.Markdown("", elem_id="ds-problems")
             with gr.Row():
                 prev_btn = gr.Button("◀ Previous [k]", elem_id="ds-prev")
                 next_btn = gr.Button("Next [j] ▶", elem_id="ds-next")
@@ -76,7 +88,7 @@ def build(app: App, page: gr.Tab | None = None) -> None:
             overwrite = gr.Checkbox(label="Overwrite existing captions", value=False)
             auto_btn = gr.Button("Auto-caption", elem_id="ds-autocaption")
             undo_btn = gr.Button("Undo last bulk edit", elem_id="ds-undo")
-        bulk_report = gr.Markdown("")
+        bulk_report = gr.Markdown("", elem_id="ds-bulk-report")
         tags_plot = gr.Plot(label="Tag frequency")
     with gr.Accordion("Statistics", open=False):
         stats_btn = gr.Button("Refresh statistics", elem_id="ds-stats")
@@ -95,45 +107,65 @@ def build(app: App, page: gr.Tab | None = None) -> None:
 
     def describe(ds: dset.Dataset) -> str:
         recs = ds.records
+        if not recs:
+            return NO_IMAGES.format(name=ds.name)
         warn = "".join(f"\n- ⚠ {w}" for w in ds.warnings())
         return (f"**{ds.name}** · trigger `{ds.meta.trigger or '—'}` · class `{ds.meta.class_word}` · "
                 f"{len(recs)} images, {sum(r.include for r in recs)} included, "
                 f"{sum(bool(r.problems) for r in recs)} with problems, "
                 f"{sum(not r.caption.strip() for r in recs)} without caption{warn}")
 
-    def show_grid(name, which_, page_):
+    def view(name, which_, page_, file=None):
+        """Everything the tab shows of a dataset, read from its folder now: [grid, summary, page, selected
+        image, prepared preview, caption, include, problems]. The selected image (if it is still in the
+        dataset) stays selected: its page is shown and its thumbnail highlighted."""
         if not name:
-            return [], "", gr.update()
+            empty = "" if datasets.names(studio) else NO_DATASETS
+            return [gr.Gallery(value=[], selected_index=None), empty, gr.Number(value=1, maximum=1),
+                    "", None, "", True, ""]
         ds = _open(studio, name)
-        recs = datasets.filtered(ds, which_)
-        start = (max(1, int(page_ or 1)) - 1) * PAGE
-        items = [(str(ds.native_path(r.file)), ("⚠ " if r.problems else "") + r.file) for r in recs[start:start + PAGE]]
-        return items, describe(ds), gr.update(maximum=max(1, -(-len(recs) // PAGE)))
+        files = [r.file for r in datasets.filtered(ds, which_)]
+        pages = max(1, -(-len(files) // PAGE))
+        page_ = min(pages, max(1, int(page_ or 1)))
+        if file in files:
+            page_ = files.index(file) // PAGE + 1
+        start = (page_ - 1) * PAGE
+        shown = files[start:start + PAGE]
+        problems_of = {r.file: bool(r.problems) for r in ds.records}
+        items = [(str(ds.native_path(f)), ("⚠ " if problems_of[f] else "") + f) for f in shown]
+        grid_ = gr.Gallery(value=items, selected_index=shown.index(file) if file in shown else None)
+        return [grid_, describe(ds), gr.Number(value=page_, maximum=pages), *record_fields(ds, file)]
 
-    def select_image(name, which_, page_, evt: gr.SelectData):
-        recs = datasets.filtered(_open(studio, name), which_)
-        index = (max(1, int(page_ or 1)) - 1) * PAGE + evt.index
-        return show_record(name, recs[index].file)
-
-    def show_record(name, file):
-        ds = _open(studio, name)
-        try:
-            r = ds.record(file)
-        except (KeyError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+    def record_fields(ds: dset.Dataset, file) -> list:
+        """[selected image, prepared preview, caption, include, problems] of one image (blank for none)."""
+        if not file or file not in {r.file for r in ds.records}:
+            return ["", None, "", True, ""]
+        r = ds.record(file)
         prepared = dset.preview_prepared(ds, r.file)
         probs = "\n".join(f"- {p}" for p in r.problems) or "No problems found."
         info = (f"{r.width}x{r.height} px → native {r.native_size[0]}x{r.native_size[1]} "
-                f"(cell {r.native_scale:.2f} px), {r.n_colours} colours\n\n{probs}")
-        return r.file, prepared.image, r.caption, r.include, info
+                f"(cell {r.native_scale:.1f} px), {r.n_colours} colours\n\n{probs}")
+        return [r.file, prepared.image, r.caption, r.include, info]
 
-    def step(name, which_, file, delta):
-        recs = datasets.filtered(_open(studio, name), which_)
-        if not recs:
+    def select_image(name, which_, page_, evt: gr.SelectData):
+        files = [r.file for r in datasets.filtered(_open(studio, name), which_)]
+        index = (max(1, int(page_ or 1)) - 1) * PAGE + evt.index
+        if not 0 <= index < len(files):
+            return view(name, which_, page_)
+        return view(name, which_, page_, files[index])
+
+    def step(name, which_, page_, file, delta):
+        files = [r.file for r in datasets.filtered(_open(studio, name), which_)]
+        if not files:
             raise gr.Error("no images to show")
-        files = [r.file for r in recs]
         i = files.index(file) + delta if file in files else 0
-        return show_record(name, files[i % len(files)])
+        return view(name, which_, page_, files[i % len(files)])
+
+    def on_open(name, which_, page_, file):
+        """Page load and tab open: the dataset list as it is now; the chosen dataset (else the first) shown."""
+        names = datasets.names(studio)
+        name = name if name in names else (names[0] if names else None)
+        return [gr.Dropdown(choices=names, value=name), *view(name, which_, page_, file)]
 
     def save_caption(name, file, text):
         if not (name and file):
@@ -154,7 +186,7 @@ def build(app: App, page: gr.Tab | None = None) -> None:
     def create_ds(name, trigger, class_word):
         ds = _call(lambda: datasets.create(studio, (name or "").strip(), (trigger or "").strip(),
                                            (class_word or "sprite").strip()))
-        return gr.update(choices=datasets.names(studio), value=ds.name), describe(ds)
+        return gr.Dropdown(choices=datasets.names(studio), value=ds.name), describe(ds)
 
     def import_files(name, files, split_text, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
         ds = _open(studio, name)
@@ -189,10 +221,13 @@ def build(app: App, page: gr.Tab | None = None) -> None:
         if captioner_name not in capts:
             raise gr.Error(f"unknown captioner {captioner_name!r}")
         files = [r.file for r in datasets.filtered(ds, which_)]
-        progress(0, desc=f"captioning {len(files)} image(s)")
+        todo = sum(1 for r in datasets.filtered(ds, which_) if overwrite_ or not r.caption)
+        progress(0, desc=f"captioning {todo} image(s)")
         _call(lambda: dset.auto_caption(ds, capts[captioner_name], files, bool(overwrite_)))
         datasets.sync(studio, ds)
-        return f"auto-captioned with `{captioner_name}`. Undo is available.", tag_figure(ds)
+        kept = "" if overwrite_ else " (existing captions kept)"
+        return (f"Auto-captioned {todo} image(s) with `{captioner_name}`{kept}. Undo is available.",
+                tag_figure(ds))
 
     def undo(name):
         ds = _open(studio, name)
@@ -214,23 +249,33 @@ def build(app: App, page: gr.Tab | None = None) -> None:
         skipped = "".join(f"\n- skipped {s.name}: {s.reason}" for s in rep.skipped)
         return f"{len(rep.items)} image(s) written to `{rep.folder}`{skipped}"
 
-    listing = [ds_name, which, page]
-    for trigger in (ds_name.change, which.change, page.change):
-        trigger(show_grid, listing, [grid, summary, page], api_visibility="private")
+    listing = [ds_name, which, page_no]
+    shown = [ds_name, which, page_no, current]  # what `view` needs to redraw the tab as it is
+    views = [grid, summary, page_no, current, preview, caption, include, problems]
+    on_show(page, on_open, [ds_name, *views], shown)
+    # a new dataset starts on its first page with nothing selected; a new filter or page keeps the selection
+    ds_name.change(lambda n, w: view(n, w, 1), [ds_name, which], views, api_visibility="private",
+                   show_progress="hidden")
+    which.input(lambda n, w, f: view(n, w, 1, f), [ds_name, which, current], views, api_visibility="private",
+                show_progress="hidden")
+    page_no.input(lambda n, w, p: view(n, w, p), listing, views, api_visibility="private", show_progress="hidden")
     create.click(create_ds, [new_name, new_trigger, new_class], [ds_name, summary], api_name="dataset_create")
     do_import.click(import_files, [ds_name, uploads, split], [import_report, summary],
-                    api_name="dataset_import").then(show_grid, listing, [grid, summary, page], api_visibility="private")
-    grid.select(select_image, listing, [current, preview, caption, include, problems], api_visibility="private")
-    prev_btn.click(lambda n, w, f: step(n, w, f, -1), [ds_name, which, current],
-                   [current, preview, caption, include, problems], api_name="dataset_prev")
-    next_btn.click(lambda n, w, f: step(n, w, f, 1), [ds_name, which, current],
-                   [current, preview, caption, include, problems], api_name="dataset_next")
+                    api_name="dataset_import").success(view, shown, views, api_visibility="private")
+    grid.select(select_image, listing, views, api_visibility="private", show_progress="hidden")
+    prev_btn.click(lambda n, w, p, f: step(n, w, p, f, -1), shown, views, api_name="dataset_prev",
+                   show_progress="hidden")
+    next_btn.click(lambda n, w, p, f: step(n, w, p, f, 1), shown, views, api_name="dataset_next",
+                   show_progress="hidden")
     caption.blur(save_caption, [ds_name, current, caption], summary, api_name="dataset_caption")
     include.input(save_include, [ds_name, current, include], summary, api_name="dataset_include")
-    bulk_run.click(bulk, [ds_name, which, page, bulk_op, bulk_text, bulk_find, bulk_regex], [bulk_report, tags_plot],
-                   api_name="dataset_bulk").then(show_grid, listing, [grid, summary, page], api_visibility="private")
-    auto_btn.click(auto, [ds_name, which, captioner, overwrite], [bulk_report, tags_plot], api_name="dataset_autocaption")
-    undo_btn.click(undo, ds_name, [bulk_report, tags_plot], api_name="dataset_undo")
+    # every operation that changes captions redraws summary, grid and the selected image's caption box
+    bulk_run.click(bulk, [ds_name, which, page_no, bulk_op, bulk_text, bulk_find, bulk_regex], [bulk_report, tags_plot],
+                   api_name="dataset_bulk").success(view, shown, views, api_visibility="private")
+    auto_btn.click(auto, [ds_name, which, captioner, overwrite], [bulk_report, tags_plot],
+                   api_name="dataset_autocaption").success(view, shown, views, api_visibility="private")
+    undo_btn.click(undo, ds_name, [bulk_report, tags_plot], api_name="dataset_undo").success(
+        view, shown, views, api_visibility="private")
     export_btn.click(export, [ds_name, fmt, repeats], export_report, api_name="dataset_export")
 
     def find_dups(name):
@@ -258,7 +303,8 @@ def build(app: App, page: gr.Tab | None = None) -> None:
 
     dup_find.click(find_dups, ds_name, [dup_group, dup_report], api_name="dataset_duplicates")
     dup_group.change(show_group, [ds_name, dup_group], [dup_images, dup_keep], api_name="dataset_duplicate_group")
-    dup_apply.click(keep_one, [ds_name, dup_group, dup_keep], [dup_report, summary], api_name="dataset_keep_one")
+    dup_apply.click(keep_one, [ds_name, dup_group, dup_keep], [dup_report, summary], api_name="dataset_keep_one").success(
+        view, shown, views, api_visibility="private")
     stats_btn.click(statistics, ds_name, [stat_sizes, stat_palette, stat_words, stat_tags], api_name="dataset_stats")
 
 

@@ -54,7 +54,7 @@ def test_clean_up_an_uploaded_image(page, tmp_path):
     big = np.kron(art, np.ones((16, 16, 1), dtype=np.uint8))
     src = tmp_path / "fake-pixel-art.png"
     Image.fromarray(big).save(src)
-    page.click("text=Clean up an image")
+    page.click("text=Clean up an image (any generator")
     page.set_input_files("#cleanup-in input[type=file]", str(src))
     page.wait_for_selector("#cleanup-in img", timeout=30_000)
     page.click("#cleanup-btn")

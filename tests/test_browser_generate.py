@@ -88,7 +88,7 @@ def test_sprites_are_shown_whole_at_a_whole_number_scale(page, live_studio):
 
 def test_clean_up_a_sample_shows_it_large_and_names_the_download(page):
     """Finding 3 and 'first five minutes': a sample at a click, the sprite at >= 6x, a named native download."""
-    page.click("text=Clean up an image")
+    page.click("text=Clean up an image (any generator")
     page.click("#cleanup-sample")
     page.wait_for_function("document.querySelector('#cleanup-info').innerText.includes('px')", timeout=60_000)
     page.wait_for_function("document.querySelector('#cleanup-out img') &&"
@@ -106,7 +106,7 @@ def test_clean_up_an_upload_at_a_whole_number_scale(page, tmp_path):
     art[0, :] = art[-1, :] = art[:, 0] = art[:, -1] = 255
     src = tmp_path / "fake-pixel-art.png"
     Image.fromarray(np.kron(art, np.ones((16, 16, 1), dtype=np.uint8))).save(src)
-    page.click("text=Clean up an image")
+    page.click("text=Clean up an image (any generator")
     page.set_input_files("#cleanup-in input[type=file]", str(src))
     page.wait_for_selector("#cleanup-in img", timeout=30_000)
     page.click("#cleanup-btn")

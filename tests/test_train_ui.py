@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from studio.features import dataset_library as datasets
@@ -29,6 +31,28 @@ def make_dataset(studio, tmp_path, name="blobs"):
     return ds
 
 
+def plot_values(data) -> list:
+    """A plotly trace's x or y: a plain list, or plotly's typed-array form {"dtype": ..., "bdata": base64}."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"])).tolist()
+    return list(data)
+
+
+def assert_samples(run_dir, names: list[str], steps: tuple[int, ...]) -> None:
+    """Samples named step_<step>_<prompt>: one set per sampling step, the same prompts each time, every file a
+    readable image in the run's samples folder."""
+    by_step: dict[int, list[str]] = {}
+    for name in names:
+        _, step, prompt = name.split("_")
+        by_step.setdefault(int(step), []).append(prompt)
+    assert tuple(sorted(by_step)) == steps
+    first = sorted(by_step[steps[0]])
+    assert first and all(sorted(p) == first for p in by_step.values())
+    for name in names:
+        with Image.open(run_dir / "samples" / f"{name}.png") as im:
+            im.load()  # (the demo model draws noise, so the sprite's size says nothing)
+
+
 def wait_done(handle, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -45,10 +69,13 @@ def test_train_from_a_dataset_and_use_the_lora(app, studio, tmp_path):
     st = wait_done(h)
     assert st["state"] == "done", st
     rows = training_runs.loss_curve(studio, h.run_dir.name)  # DuckDB reading metrics.jsonl in place
+    metrics = [json.loads(line) for line in (h.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in rows] == [(m["step"], m["loss"]) for m in metrics]
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(r["loss"] > 0 for r in rows)
-    assert training_runs.samples(studio, h.run_dir.name)
-    names = {lo["name"] for lo in studio.loras()}
-    assert {"blobs-lora", "blobs-lora_kohya"} <= names  # both formats land in models/loras
+    assert_samples(h.run_dir, [p.stem for p in training_runs.samples(studio, h.run_dir.name)], steps=(3, 6))
+    loras = {lo["name"]: lo for lo in studio.loras()}
+    assert set(loras["blobs-lora"]["formats"]) == {"diffusers", "kohya"}  # both formats land in models/loras,
+    assert "blobs-lora_kohya" not in loras  # listed as one LoRA (issue 15)
     base = studio.generate(GenerateParams(prompt="blb, red blob", seed=1, steps=3))
     tuned = studio.generate(GenerateParams(prompt="blb, red blob", seed=1, steps=3,
                                            loras=(LoraRef("blobs-lora", 1.0),)))
@@ -62,8 +89,6 @@ def test_train_from_a_dataset_and_use_the_lora(app, studio, tmp_path):
 
 
 def test_training_bad_input(studio, tmp_path):
-    import pytest
-
     datasets.create(studio, "empty")
     with pytest.raises(ValueError, match="no included images"):
         training_runs.start(studio, "empty", "fast", **TINY)
@@ -97,8 +122,18 @@ def test_train_tab_over_the_api(live_studio, tmp_path):
     run = run["value"]  # the run picker is updated with the new run selected
     h = training_runs.handle(live_studio.studio, run)
     assert wait_done(h)["state"] == "done"
-    status, _curve, shots, log = c.predict(run, api_name="/train_status")
-    assert "done" in status and "step 4/4" in status and shots
+    status, curve, shots, log = c.predict(run, api_name="/train_status")
+    assert "done" in status and "step 4/4" in status
+    # the curve shows the run's losses, as the child wrote them to metrics.jsonl, step by step
+    metrics = [json.loads(line) for line in (h.run_dir / "metrics.jsonl").read_text().splitlines()]
+    (loss,) = [t for t in json.loads(curve["plot"])["data"] if t.get("name") == "loss"]
+    assert plot_values(loss["x"]) == [1, 2, 3, 4] == [m["step"] for m in metrics]
+    assert plot_values(loss["y"]) == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
+    # and the samples are the run's, every 2 steps, the same prompts each time
+    assert_samples(h.run_dir, [shot["caption"] for shot in shots], steps=(2, 4))
+    for shot in shots:
+        sent = np.asarray(Image.open(shot["image"]))
+        assert np.array_equal(sent, np.asarray(Image.open(h.run_dir / "samples" / f"{shot['caption']}.png")))
     used = json.loads((h.run_dir / "config.json").read_text())  # the advanced fields reached the run
     assert used["train_text_encoder"] is True and used["min_snr_gamma"] is None and used["sample_steps"] == 2
 

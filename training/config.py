@@ -11,6 +11,7 @@ back from config.json. Keeping it apart from the run machinery (`training.runs`)
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -200,13 +201,36 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
     return data
 
 
+def native_resolution(base_model: str | Path) -> int | None:
+    """The image side a diffusers base model was made for: its UNet's sample_size (latents) times the VAE's
+    scale factor (2 per down step), as diffusers computes its default size. SDXL base: 128 x 8 = 1024; the
+    demo model: 16 x 8 = 128. None when the folder's configs cannot be read."""
+    base = Path(base_model)
+    try:
+        unet = json.loads((base / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((base / "vae" / "config.json").read_text(encoding="utf-8"))
+        size = unet["sample_size"]
+        size = size[0] if isinstance(size, list | tuple) else size
+        side = int(size) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return side if side >= 64 and side % 8 == 0 else None
+
+
 def config_from_preset(preset: str | Path | dict[str, Any], **overrides: Any) -> TrainConfig:
     """Preset values, then `overrides` (base_model, dataset_dir, output_name at least); validated.
 
     A preset's warmup is a share of its steps: when `steps` is overridden and `warmup_steps` is not, the
-    warmup scales with it (balanced's 75 of 1500 becomes 3 of 60), rather than failing validation."""
+    warmup scales with it (balanced's 75 of 1500 becomes 3 of 60), rather than failing validation.
+
+    Unless `resolution` is overridden, a run trains at the base model's native size (`native_resolution`):
+    a preset's 1024 is SDXL's native size, and training a smaller base (the demo model: 128) at 1024 costs
+    ~4x the time per step and renders its samples at a size the base never makes. The preset's value is the
+    fallback when the base's configs cannot be read."""
     values = dict(preset) if isinstance(preset, dict) else load_preset(preset)
     values.pop("description", None)
+    if "resolution" not in overrides and overrides.get("base_model"):
+        values["resolution"] = native_resolution(overrides["base_model"]) or values.get("resolution", 1024)
     if "steps" in overrides and "warmup_steps" not in overrides and values.get("steps"):
         values["warmup_steps"] = round(values.get("warmup_steps", 0) * overrides["steps"] / values["steps"])
     values.update(overrides)

@@ -185,14 +185,20 @@ def _train(run: _Run) -> tuple[Any, Any]:
             _sample(run, pipe, prompts, trainer.step)
         if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0 and trainer.step < cfg.steps:
             _save_checkpoint(run, trainer, current_hash, data_hash)
+    # the end of a run, each phase logged with its time (so the minutes after the last step are never silent)
+    last_step = time.perf_counter()
+    run.log(f"training finished: step {trainer.step}/{cfg.steps}")
     if cfg.sample_every and cfg.steps % cfg.sample_every:
         _sample(run, pipe, prompts, trainer.step)
     # the finished state is a checkpoint too: if the export fails (disk full), resuming only re-exports
     _save_checkpoint(run, trainer, current_hash, data_hash)
     pipe.unet.eval()
+    run.set_status(phase="exporting the LoRA")
+    t = time.perf_counter()
     files = export_lora(run, pipe, lcfg, current_hash, data_hash)
-    run.log("exported " + ", ".join(str(f) for f in files))
-    run.set_status(state="done", step=trainer.step, eta_s=0, exports=[str(f) for f in files])
+    run.log(f"LoRA exported in {time.perf_counter() - t:.1f} s ({time.perf_counter() - last_step:.1f} s after "
+            "the last step): " + ", ".join(str(f) for f in files))
+    run.set_status(state="done", phase=None, step=trainer.step, eta_s=0, exports=[str(f) for f in files])
     return pipe, trainer
 
 
@@ -203,11 +209,25 @@ def _load_pipeline(cfg: TrainConfig, run: _Run):
     base = Path(cfg.base_model)
     if not (base / "model_index.json").is_file():
         raise ValueError(f"base model {base} is not a diffusers folder (no model_index.json)")
+    quiet_progress_bars()
     pipe = StableDiffusionXLPipeline.from_pretrained(base, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     run.log(f"device {device}")
     return pipe.to(device)
+
+
+def quiet_progress_bars() -> None:
+    """No progress bars in log.txt: loading bars (diffusers' components, transformers' weights) are redrawn
+    with carriage returns and cursor escapes, which a log file and the Train tab show as garbage. The run's
+    own progress is status.json and metrics.jsonl."""
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils as hub_utils
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
 
 
 def _mem_mb() -> float:
@@ -236,10 +256,18 @@ def _sample(run: _Run, pipe, prompts: list[str], step: int) -> None:
     """Fixed prompts and seeds every time, so the samples of successive steps show what training changed.
 
     Samples are for looking at: a failure here is logged and training goes on, it never costs the weights."""
+    side = run.cfg.resolution
+    run.set_status(phase="sampling")
+    t = time.perf_counter()
     try:
         _render_samples(run, pipe, prompts, step)
     except Exception as exc:  # noqa: BLE001 - anything: the run's weights matter more than its pictures
         run.log(f"samples at step {step} failed ({type(exc).__name__}: {exc}); training continues")
+    else:
+        run.log(f"sampling at step {step}: {len(prompts)} image(s), {run.cfg.sample_steps} steps at "
+                f"{side}x{side} px in {time.perf_counter() - t:.1f} s")
+    finally:
+        run.set_status(phase=None)
 
 
 def _render_samples(run: _Run, pipe, prompts: list[str], step: int) -> None:
@@ -271,6 +299,8 @@ def _save_checkpoint(run: _Run, trainer, base_hash: str, data_hash: str) -> Path
     final = ckdir / f"step_{trainer.step}"
     if final.is_dir():
         return final
+    started = time.perf_counter()
+    run.set_status(phase="saving a checkpoint")
     tmp = ckdir / f".tmp_step_{trainer.step}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -291,7 +321,8 @@ def _save_checkpoint(run: _Run, trainer, base_hash: str, data_hash: str) -> Path
         raise
     for _, old in list_checkpoints(run.run_dir)[: -run.cfg.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
-    run.log(f"checkpoint step {trainer.step}")
+    run.log(f"checkpoint step {trainer.step} saved in {time.perf_counter() - started:.1f} s")
+    run.set_status(phase=None)
     return final
 
 

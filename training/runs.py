@@ -8,9 +8,11 @@ reader never sees half a file:
 
     <runs_root>/<run_id>/
         config.json              TrainConfig.to_dict() (with the base model's hash pinned at start)
-        status.json              state running|stopped|failed|done, step, total, eta_s, error, pid
+        status.json              state running|stopped|failed|done, step, total, eta_s, error, pid, phase
+                                 (what a running run does between steps: sampling, saving a checkpoint...)
         metrics.jsonl            one line per step: step, loss, lr, sec_per_step, mem_mb
-        log.txt                  the runner's notes plus the child's stdout/stderr
+        log.txt                  the runner's notes (each end-of-run phase with its time) plus the child's
+                                 stdout/stderr (library progress bars are turned off in the child)
         samples/step_<N>_<i>.png fixed prompts and seeds, rendered with the in-training UNet
         checkpoints/step_<N>/    lora.safetensors, trainer.pt (optimizer, lr schedule, RNG, step), meta.json
         final/<name>.safetensors and <name>_kohya.safetensors (copied atomically into export_dir)
@@ -211,7 +213,7 @@ def _new_run_dir(runs_root: Path, name: str) -> Path:
 
 def _spawn(run_dir: Path) -> RunHandle:
     repo_root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))}
     with open(run_dir / "log.txt", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "training.runner", str(run_dir)], stdout=log,

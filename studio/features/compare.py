@@ -230,7 +230,10 @@ class Arena:
                 for slot, c in enumerate(b.contenders):
                     con.execute("INSERT INTO battle_images VALUES (?, ?, ?, ?, ?)",
                                 [b.id, slot, c.name, str(written[2 * slot]), str(written[2 * slot + 1])])
-                con.execute("UPDATE jobs SET status='done', finished=? WHERE id=?", [now(), job.id])
+                t = now()  # the 'done' row as Store.finish_job writes it: finished and the job's seconds
+                con.execute("UPDATE jobs SET status='done', finished=?, "
+                            "seconds=date_diff('millisecond', started, ?::TIMESTAMP) / 1000.0 WHERE id=?",
+                            [t, t, job.id])
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)

@@ -491,15 +491,75 @@ def most_uncertain_pair(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Figures (plotly is imported here so the fit stays importable without it).
+# For people: the table, the one-line reasons and the figures (plotly is imported here so the fit stays
+# importable without it). Numbers are rounded as people read them: whole Elo points, win rates in percent.
 
 
 def _none_nan(values: Iterable[float]) -> list[float | None]:
     return [None if not math.isfinite(v) else float(v) for v in values]
 
 
+def win_rate(r: Rating) -> float | None:
+    """Share of its votes a contender won, a tie or 'both bad' counting half; None with no votes."""
+    return (r.wins + r.ties / 2) / r.votes if r.votes else None
+
+
+def _all_overlap(board: Leaderboard) -> bool:
+    """True when two or more contenders are ranked and every interval overlaps: nobody is clearly better."""
+    ranked = [r for r in board.ratings if r.rank is not None]
+    return len(ranked) > 1 and all(r.rank == 1 for r in ranked)
+
+
+BOARD_COLUMNS = ("rank", "contender", "Elo", "95% interval", "win rate", "votes", "won / lost / tied", "status")
+
+
+def people_rows(board: Leaderboard, min_votes: int = 20) -> list[dict[str, str | int]]:
+    """The leaderboard as people read it: rank ('—' when the votes do not rank it yet), Elo as a whole number,
+    its 95% interval as '1093–1180', the win rate in percent, and a status in words."""
+    overlap = _all_overlap(board)
+    shared = {}
+    for r in board.ratings:
+        if r.rank is not None:
+            shared[r.rank] = shared.get(r.rank, 0) + 1
+    rows = []
+    for r in board.ratings:
+        if r.rank is None or overlap:
+            rank = "—"
+        else:
+            rank = f"{r.rank} (shared)" if shared[r.rank] > 1 else str(r.rank)
+        interval = (f"{r.elo_lo:.0f}–{r.elo_hi:.0f}" if math.isfinite(r.lo) and math.isfinite(r.hi) else "—")
+        rate = win_rate(r)
+        more = max(min_votes - r.votes, 0)
+        status = (f"provisional: {more} more vote{'s' if more != 1 else ''} to rank" if r.provisional
+                  else "ranked")
+        rows.append(dict(zip(BOARD_COLUMNS, (
+            rank, r.name, f"{r.elo:.0f}" if r.votes else "—", interval, f"{rate:.0%}" if rate is not None else "—",
+            r.votes, f"{r.wins} / {r.losses} / {r.ties}", status), strict=True)))
+    return rows
+
+
+def board_note(board: Leaderboard, min_votes: int = 20) -> str:
+    """What the leaderboard says, or what to do while it is empty; one line per reason (Markdown)."""
+    if len(board.ratings) < 2 and board.n_votes == 0:
+        return "Save two contenders and vote on a few battles: the leaderboard appears here."
+    if board.n_votes == 0:
+        return ("No votes yet. Run a battle and vote on it (keys 1, 2, t, x): the leaderboard appears here.")
+    lines = [f"**{board.n_votes} vote{'s' if board.n_votes != 1 else ''} in {board.n_battles} "
+             f"battle{'s' if board.n_battles != 1 else ''}.** Elo: 1000 is average; 400 points more means "
+             "10:1 odds of being preferred. The interval is where the Elo lies with 95% confidence."]
+    waiting = [r.name for r in board.ratings if r.provisional]
+    if waiting:
+        who = ", ".join(waiting[:4]) + (f" and {len(waiting) - 4} more" if len(waiting) > 4 else "")
+        lines.append(f"Rank — for {who}: provisional until {min_votes} votes each; vote on more battles.")
+    if _all_overlap(board):
+        lines.append("Rank — for all: their 95% intervals overlap, so the votes do not yet tell them apart.")
+    elif any("shared" in str(row["rank"]) for row in people_rows(board, min_votes)):
+        lines.append("A shared rank: those contenders' 95% intervals overlap, so the votes do not separate them.")
+    return "\n\n".join(lines)
+
+
 def ratings_figure(board: Leaderboard):
-    """Scores with 95% interval error bars, best on the left; provisional contenders hollow and grey."""
+    """Elo with 95% interval error bars, best on the left; provisional contenders hollow and grey."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -510,52 +570,57 @@ def ratings_figure(board: Leaderboard):
             continue
         fig.add_trace(go.Scatter(
             x=[r.name for r in rows],
-            y=[r.score for r in rows],
+            y=[round(r.elo) for r in rows],
             mode="markers",
             name=label,
             marker={"color": color, "symbol": symbol, "size": 11, "line": {"width": 2, "color": color}},
             error_y={"type": "data", "symmetric": False, "color": color,
-                     "array": _none_nan(r.hi - r.score for r in rows),
-                     "arrayminus": _none_nan(r.score - r.lo for r in rows)},
-            customdata=[[r.rank if r.rank is not None else "-", r.votes, round(r.elo)] for r in rows],
-            hovertemplate="%{x}<br>score %{y:.2f} (Elo %{customdata[2]})<br>rank %{customdata[0]}"
-                          "<br>%{customdata[1]} votes<extra></extra>",
+                     "array": _none_nan(r.elo_hi - r.elo for r in rows),
+                     "arrayminus": _none_nan(r.elo - r.elo_lo for r in rows)},
+            customdata=[[r.rank if r.rank is not None else "—", r.votes,
+                         f"{r.elo_lo:.0f}–{r.elo_hi:.0f}" if math.isfinite(r.lo) else "no interval yet",
+                         f"{win_rate(r):.0%}" if r.votes else "—"] for r in rows],
+            hovertemplate="%{x}<br>Elo %{y:.0f} (95%: %{customdata[2]})<br>win rate %{customdata[3]}"
+                          "<br>rank %{customdata[0]} · %{customdata[1]} votes<extra></extra>",
         ))
     fig.update_layout(
         title=f"Contender ratings ({board.n_votes} votes, {board.n_battles} battles, 95% intervals)",
         xaxis={"title": "contender", "categoryorder": "array", "categoryarray": board.names},
-        yaxis={"title": "log-strength (0 = average)", "zeroline": True},
+        yaxis={"title": "Elo (points; 1000 = average)", "tickformat": ".0f", "zeroline": False},
+        legend={"orientation": "h", "y": -0.25},
+        height=380, margin={"l": 60, "r": 20, "t": 50, "b": 60},
         template="plotly_white",
     )
+    fig.add_hline(y=ELO_BASE, line_dash="dot", line_color="#a0aec0")
     return fig
 
 
 def head_to_head_figure(board: Leaderboard):
-    """Heatmap of how often the row contender was preferred to the column one (ties count half)."""
+    """Heatmap of how often the row contender was preferred to the column one (ties count half), in percent."""
     import plotly.graph_objects as go
 
     rate, games = board.head_to_head, board.games
-    text = [[f"{rate[i, j]:.0%}<br>n={games[i, j]:g}" if games[i, j] > 0 else ""
+    text = [[f"{rate[i, j]:.0%}<br>{games[i, j]:g} vote{'' if games[i, j] == 1 else 's'}" if games[i, j] > 0 else ""
              for j in range(len(board.names))] for i in range(len(board.names))]
     fig = go.Figure(go.Heatmap(
-        z=[_none_nan(row) for row in rate],
+        z=[[None if v is None else round(100 * v) for v in _none_nan(row)] for row in rate],
         x=board.names,
         y=board.names,
         text=text,
         texttemplate="%{text}",
         colorscale="RdBu",
-        zmin=0.0, zmid=0.5, zmax=1.0,
-        colorbar={"title": "row wins"},
+        zmin=0.0, zmid=50.0, zmax=100.0,
+        colorbar={"title": "row wins (%)", "ticksuffix": "%"},
         hovertemplate="%{y} vs %{x}: %{text}<extra></extra>",
     ))
     fig.update_layout(
-        title="Head to head: row's win rate against column",
+        title="Head to head: how often the row beat the column (%)",
         xaxis={"title": "opponent", "side": "top"},
         yaxis={"title": "contender", "autorange": "reversed"},
+        height=380, margin={"l": 60, "r": 20, "t": 80, "b": 40},
         template="plotly_white",
     )
     return fig
-
 
 # ---------------------------------------------------------------------------------------------------
 # Simulation: shared by the tests, the benchmark and demo data for the Compare tab.

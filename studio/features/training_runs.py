@@ -114,9 +114,55 @@ def samples(studio: Studio, run_id: str) -> list[Path]:
     return sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
 
 
+def clean_log(text: str) -> str:
+    """A log as a person reads it: no terminal escape codes, no progress bars. A line redrawn with carriage
+    returns keeps only what a terminal would show last, and a line that is only a progress bar is dropped
+    (the run's progress is its status and loss curve)."""
+    out = []
+    for line in ANSI.sub("", text).replace("\r\n", "\n").split("\n"):
+        parts = [part for part in line.split("\r") if part.strip()]
+        line = parts[-1] if parts else ""
+        if line.strip() and not PROGRESS_BAR.search(line):
+            out.append(line.rstrip())
+    return "\n".join(out)
+
+
 def log_tail(studio: Studio, run_id: str, lines: int = 20) -> str:
+    """The last `lines` lines of the run's log, cleaned (`clean_log`)."""
     path = handle(studio, run_id).run_dir / "log.txt"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as fh:  # the end is enough: a long run's log can grow
+        fh.seek(max(0, path.stat().st_size - 256 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return "\n".join(clean_log(text).splitlines()[-lines:])
+
+
+def describe(run_id: str, status: dict[str, Any], rows: list[dict] | None = None) -> str:
+    """One line about a run for people (Markdown): state, step, what it is doing after its last step, the
+    latest loss and the time left, numbers rounded."""
+    state = status.get("state") or "unknown"
+    parts = [f"**{run_id}**", state, f"step {status.get('step', 0)}/{status.get('total', '?')}"]
+    if state == "running" and status.get("phase"):
+        parts.append(str(status["phase"]))
+    if rows:
+        parts.append(f"loss {rows[-1]['loss']:.3g}")
+    if state == "running" and status.get("eta_s"):
+        parts.append(f"about {human_duration(float(status['eta_s']))} left")
+    if state == "done" and status.get("exports"):
+        parts.append(f"LoRA **{Path(status['exports'][0]).stem}** is in the LoRA lists")
+    text = " · ".join(parts)
+    return text + (f"\n\n**Error:** {status['error']}" if status.get("error") else "")
+
+
+def human_duration(seconds: float) -> str:
+    """90 -> '1 min 30 s', 7260 -> '2 h 1 min', 4.2 -> '4 s'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s < 600 and s % 60 else f"{round(s / 60)} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def compare_against_base(studio: Studio, arena: Arena, run_id: str) -> tuple[str, str, str]:

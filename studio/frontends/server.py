@@ -32,10 +32,9 @@ from tabs.look import CSS, JS
 
 log = logging.getLogger(__name__)
 
-DEMO_BANNER = """**Demo model — output is noise.** No SDXL weights are configured, so the studio is running a tiny
-random-weight SDXL built on this machine. Every part of the studio works; the pictures do not. To use real
-weights, put an SDXL checkpoint (a diffusers folder or one `.safetensors` file) in `{checkpoints}` and LoRAs in
-`{loras}`, then restart (see README, "Adding models")."""
+DEMO_BANNER = """**Demo model: generated pictures are noise.** Real now: *Clean up an image* (try a sample), datasets,
+Compare, Bevy export and every control; for real sprites put an SDXL checkpoint in `{checkpoints}` (LoRAs in
+`{loras}`) and restart."""
 
 
 def build_ui(app: App) -> gr.Blocks:
