@@ -11,10 +11,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 from PIL import Image
 
 from studio.params import GenerateParams
+from studio.prompts import has_emphasis, to_compel
+from studio.samplers import name_of, scheduler_for
 
 
 class Cancelled(Exception):
@@ -49,15 +52,54 @@ def _callback(on_step: StepFn | None, steps: int):
     return callback
 
 
+def use_sampler(pipe, params: GenerateParams) -> None:
+    """Give the pipeline a fresh scheduler for this job's sampler and schedule, made from the checkpoint's own
+    scheduler's config: never a reload, and nothing of an earlier job's sampler is left over."""
+    own = _OWN_SCHEDULER.setdefault(pipe, pipe.scheduler)
+    pipe.scheduler = scheduler_for(own, params.sampler, params.schedule, params.seed)
+
+
+_OWN_SCHEDULER: WeakKeyDictionary = WeakKeyDictionary()  # pipeline -> the scheduler it was loaded with
+
+
+def default_sampler(pipe) -> str:
+    """The sampler name of the checkpoint's own scheduler: what a job's "default" is stored as."""
+    return name_of(_OWN_SCHEDULER.setdefault(pipe, pipe.scheduler))
+
+
+def conditioning(pipe, params: GenerateParams) -> dict:
+    """The prompt arguments of one call. A plain prompt (no weights, at most the encoder's 77 tokens) goes to
+    the pipeline as text, encoded exactly as it always was; a weighted or longer one is encoded by compel
+    (SDXL's two encoders and the pooled embedding, long prompts in 77-token chunks)."""
+    longest = pipe.tokenizer.model_max_length
+    needs_compel = any(has_emphasis(t) or len(pipe.tokenizer(t, verbose=False).input_ids) > longest
+                       for t in (params.prompt, params.negative))
+    clip_skip = params.clip_skip - 2 if params.clip_skip and params.clip_skip > 2 else None  # A1111 -> diffusers
+    if not needs_compel:
+        return {"prompt": params.prompt, "negative_prompt": params.negative or None, "clip_skip": clip_skip}
+    if clip_skip:
+        raise ValueError("clip skip above 2 works with plain prompts only (no weights, at most 77 tokens)")
+    import torch
+    from compel import CompelForSDXL  # lazily: only weighted or long prompts need it
+
+    c = CompelForSDXL(pipe, device=str(pipe.device))(to_compel(params.prompt),
+                                                     negative_prompt=to_compel(params.negative))
+    negative, negative_pooled = c.negative_embeds, c.negative_pooled_embeds
+    if not params.negative and pipe.config.get("force_zeros_for_empty_prompt", True):
+        negative, negative_pooled = torch.zeros_like(negative), torch.zeros_like(negative_pooled)  # as SDXL does
+    return {"prompt_embeds": c.embeds, "pooled_prompt_embeds": c.pooled_embeds,
+            "negative_prompt_embeds": negative, "negative_pooled_prompt_embeds": negative_pooled}
+
+
 def render(pipe, params: GenerateParams, on_step: StepFn | None = None) -> list[Image.Image]:
     """Text to image: `params.count` renders at the resolved size, seeds `params.seeds()`."""
     import torch  # lazily: the pixel-only paths (CLI pixelate, dataset checks) never pay for torch
 
+    use_sampler(pipe, params)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in params.seeds()]
     with torch.inference_mode():
         out = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative or None,
+            **conditioning(pipe, params),
             num_inference_steps=params.steps,
             guidance_scale=params.guidance,
             width=params.width,
@@ -81,6 +123,7 @@ def img2img_pipeline(pipe):
         add_watermarker=getattr(pipe, "watermark", None) is not None,
     )
     i2i.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    _OWN_SCHEDULER[i2i] = _OWN_SCHEDULER.get(pipe, pipe.scheduler)  # the checkpoint's own, not a job's
     return i2i
 
 
@@ -99,8 +142,10 @@ def img2img(i2i, params: GenerateParams, image: Image.Image, strength: float, se
     import torch
 
     num, runs = img2img_steps(params.steps, strength)
+    i2i.scheduler = scheduler_for(_OWN_SCHEDULER.setdefault(i2i, i2i.scheduler), params.sampler, params.schedule,
+                                  seed)
     with torch.inference_mode():
-        return i2i(prompt=params.prompt, negative_prompt=params.negative or None, image=image, strength=strength,
+        return i2i(**conditioning(i2i, params), image=image, strength=strength,
                    num_inference_steps=num, guidance_scale=params.guidance,
                    generator=torch.Generator(device="cpu").manual_seed(seed),
                    callback_on_step_end=_callback(on_step, runs)).images[0]

@@ -20,11 +20,12 @@ from typing import Any
 from PIL import Image
 
 from pipelines.pixel import PixelParams, PixelResult, load_rgba, pixelate
-from pipelines.render import StepFn
+from pipelines.render import StepFn, default_sampler
 from pipelines.sheet import SheetSpec, generate_sheet
 from pipelines.sprite import ItemList, generate_item_batch, generate_sprites
 from pipelines.tiles import TileSpec, generate_tileset, repeat_preview
 from pipelines.variation import VariationSpec, generate_variations
+from studio.fast_modes import apply_fast_mode, find_mode
 from studio.files import atomic_write_bytes, is_file, save_png
 from studio.jobs import Job, JobQueue
 from studio.manager import PipelineManager
@@ -219,6 +220,8 @@ class Studio:
         model = entry.name
         for ref in params.loras:
             read_safetensors_header(self.registry.lora(ref.name).path)
+        if params.fast:  # the few-step sampler, steps and guidance of the job's LCM/Lightning/Turbo model
+            params = apply_fast_mode(self.registry, params, model)[0]
         return dataclasses.replace(params, model=model, seed=new_seed() if params.seed is None else params.seed)
 
     def submit_generate(self, params: GenerateParams, source: str = "python", owner: str | None = None) -> Job:
@@ -238,7 +241,8 @@ class Studio:
         params: GenerateParams = job.params.params if isinstance(job.params, SpecJob) else job.params
         pipe = self.manager.activate(params.model, params.loras)
         native = pipe.default_sample_size * pipe.vae_scale_factor
-        return pipe, params.resolved(width=native, height=native, model=params.model)
+        return pipe, params.resolved(width=native, height=native, model=params.model,
+                                     sampler=default_sampler(pipe))
 
     def _run(self, job: Job) -> GenerateResult:
         """Run one job of a kind in RECIPES on the worker thread: activate, render, store."""
@@ -249,6 +253,8 @@ class Studio:
         job.total = params.steps
         started = time.perf_counter()
         rendered = recipe.run(pipe, params, spec, job.check)
+        if params.fast and (mode := find_mode(self.registry, params, params.model)):
+            rendered.info["fast_preview"] = mode.describe()
         log.info("job %s (%s) rendered %d image(s) in %.2f s", job.id, job.kind, len(rendered.images),
                  time.perf_counter() - started)
         return self._store(job, params, job.params.to_dict(), rendered)
@@ -260,13 +266,14 @@ class Studio:
         """
         entry = self.registry.checkpoint(params.model)
         model_hash = self.registry.hashes.short_hash(entry.path) if entry.kind == "single_file" else None
+        lora_hashes = {r.name: self.registry.hashes.addnet_hash(self.registry.lora(r.name).path) for r in params.loras}
         folder = self.settings.outputs_dir / time.strftime("%Y-%m-%d")
         written: list[Path] = []
         results: list[ImageResult] = []
         extra_paths: dict[str, Path] = {}
         try:
             for i, (seed, sprite, raw) in enumerate(rendered.images):
-                meta = pnginfo(params, seed, {"job_id": job.id, "index": i, **rendered.info}, model_hash)
+                meta = pnginfo(params, seed, {"job_id": job.id, "index": i, **rendered.info}, model_hash, lora_hashes)
                 written.append(save_png(sprite, folder / f"{job.id}-{i}.png", meta))
                 written.append(save_png(raw, folder / f"{job.id}-{i}-raw.png", meta))
                 results.append(ImageResult(uuid.uuid4().hex[:12], seed, written[-2], written[-1], *sprite.size))

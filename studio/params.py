@@ -14,7 +14,9 @@ from typing import Any
 
 from pipelines.pixel import PixelParams
 from studio import limits
-from studio.values import ParamsError, parse_float, parse_int
+from studio.prompts import split_lora_tags, to_compel
+from studio.samplers import parse_sampler
+from studio.values import ParamsError, parse_bool, parse_float, parse_int
 
 __all__ = ["GenerateParams", "LoraRef", "ParamsError", "checked_fields", "new_seed", "parse_loras"]
 
@@ -96,12 +98,27 @@ class GenerateParams:
     height: int | None = None
     count: int = 1
     pixel: PixelParams | None = field(default_factory=PixelParams)  # None: keep the raw render
+    sampler: str = "default"  # a name of studio.samplers.SAMPLERS ("default": the checkpoint's own)
+    schedule: str = "automatic"  # karras | exponential | sgm_uniform | trailing, where the sampler takes it
+    clip_skip: int | None = None  # A1111's meaning: 2 (SDXL's own) or more skips more text-encoder layers
+    fast: bool = False  # fast preview: the few-step settings of the job's LCM/Lightning/Hyper/Turbo model
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
+        if not isinstance(self.prompt, str) or not isinstance(self.negative, str):
+            raise ParamsError("prompt and negative must be text")
+        prompt, tagged = split_lora_tags(self.prompt)  # `<lora:name:weight>` as A1111 writes it
+        object.__setattr__(self, "prompt", prompt)
+        if tagged:
+            object.__setattr__(self, "loras", (*parse_loras(self.loras), *(LoraRef(n, w) for n, w in tagged)))
+        if not self.prompt.strip():
             raise ParamsError("prompt must not be empty")
-        if not isinstance(self.negative, str):
-            raise ParamsError(f"negative must be text, got {self.negative!r}")
+        to_compel(self.prompt), to_compel(self.negative)  # unbalanced ( ) [ ] are refused here, not mid-render
+        sampler, schedule = parse_sampler(self.sampler, self.schedule)
+        object.__setattr__(self, "sampler", sampler)
+        object.__setattr__(self, "schedule", schedule)
+        if self.clip_skip is not None:
+            object.__setattr__(self, "clip_skip", parse_int(self.clip_skip, "clip_skip", 1, 12))
+        object.__setattr__(self, "fast", parse_bool(self.fast, "fast"))
         if len(self.prompt) > limits.MAX_PROMPT_CHARS or len(self.negative) > limits.MAX_PROMPT_CHARS:
             raise ParamsError(f"prompt is longer than {limits.MAX_PROMPT_CHARS} characters")
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
@@ -130,14 +147,16 @@ class GenerateParams:
             raise ParamsError("seed is not resolved yet")
         return [(self.seed + i) % 2**32 for i in range(self.count)]
 
-    def resolved(self, *, width: int, height: int, model: str) -> GenerateParams:
-        """The same job with nothing left to chance: the form that is stored and embedded in the PNG."""
+    def resolved(self, *, width: int, height: int, model: str, sampler: str = "default") -> GenerateParams:
+        """The same job with nothing left to chance: the form that is stored and embedded in the PNG.
+        `sampler`: the name of the checkpoint's own scheduler, which "default" stands for."""
         return dataclasses.replace(
             self,
             seed=new_seed() if self.seed is None else self.seed,
             width=self.width or width,
             height=self.height or height,
             model=self.model or model,
+            sampler=sampler if self.sampler == "default" else self.sampler,
         )
 
     def to_dict(self) -> dict[str, Any]:

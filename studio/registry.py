@@ -115,17 +115,33 @@ class HashCache:
             self._data = {}
 
     def short_hash(self, file: Path) -> str:
+        """A1111's "Model hash" (AutoV2): the first 10 hex digits of the whole file's sha256."""
+        return self._cached(file, "", lambda fh: fh, 10)
+
+    def addnet_hash(self, file: Path) -> str:
+        """A1111's "Lora hashes" entry: the first 12 hex digits of the sha256 of a .safetensors file's tensor
+        data (the header, where metadata lives, left out, so editing a LoRA's metadata keeps its hash)."""
+
+        def skip_header(fh):
+            (n,) = struct.unpack("<Q", fh.read(8))
+            fh.seek(8 + n)
+            return fh
+
+        return self._cached(file, "addnet|", skip_header, 12)
+
+    def _cached(self, file: Path, kind: str, start, digits: int) -> str:
         file = Path(file).resolve()
         st = file.stat()
-        key = f"{file}|{st.st_size}|{st.st_mtime_ns}"
+        key = f"{kind}{file}|{st.st_size}|{st.st_mtime_ns}"
         with self._lock:
             if key in self._data:
                 return self._data[key]
         h = hashlib.sha256()
         with file.open("rb") as fh:
+            fh = start(fh)
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 h.update(chunk)
-        value = h.hexdigest()[:10]
+        value = h.hexdigest()[:digits]
         with self._lock:
             self._data[key] = value
             atomic_write_bytes(self.path, json.dumps(self._data, indent=0).encode())
@@ -201,6 +217,24 @@ class Registry:
                 return m
         known = ", ".join(m.name for m in self.checkpoints()) or "none"
         raise ModelError(f"unknown model {name!r} (available: {known}); put SDXL checkpoints in {self.checkpoints_dir}")
+
+    def checkpoint_by_hash(self, short_hash: str) -> ModelEntry | None:
+        """The single-file checkpoint with this A1111 model hash (a diffusers folder has none)."""
+        want = short_hash.strip().lower()
+        return next((m for m in self.checkpoints() if m.kind == "single_file" and not m.error
+                     and self.hashes.short_hash(m.path) == want[:10]), None)
+
+    def lora_by_hash(self, addnet_hash: str) -> LoraEntry | None:
+        """The LoRA whose file (either format) has this A1111 `Lora hashes` value."""
+        want = addnet_hash.strip().lower()
+        for lo in self.loras():
+            for path in lo.formats.values() or [lo.path]:
+                try:
+                    if self.hashes.addnet_hash(path) == want[:12]:
+                        return lo
+                except (OSError, struct.error):
+                    continue
+        return None
 
     def lora(self, name: str) -> LoraEntry:
         """A LoRA by its name; `<name>_kohya` (one export format by its file name, as older settings and PNGs

@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import limits
-from studio.features.compare import SLOTS, Arena, BattleSettings, Contender
+from studio.features.compare import SLOTS, SWEEP_AXES, Arena, BattleSettings, Contender
 from studio.features.ratings import (
     BOARD_COLUMNS,
     board_note,
@@ -127,7 +127,8 @@ def build(app: App, page: gr.Tab | None = None) -> None:
         with gr.Row():
             sw_prompt = gr.Textbox(label="Prompt", value="a red slime, pixel art game sprite")
             sw_seed = gr.Textbox(label="Seed", value="1")
-            sw_axis = gr.Radio(["lora_weight", "steps", "guidance"], value="lora_weight", label="Vary")
+            sw_axis = gr.Radio(list(SWEEP_AXES), value="lora_weight", label="Vary",
+                               info="sampler: names, e.g. Euler, DPM++ 2M Karras, Lightning")
             sw_lora = gr.Dropdown([lo["name"] for lo in studio.loras()], label="LoRA (for lora_weight)",
                                   allow_custom_value=True)
             sw_values = gr.Textbox(label="Values", value="0.4, 0.6, 0.8, 1.0, 1.2")
@@ -253,7 +254,8 @@ def build(app: App, page: gr.Tab | None = None) -> None:
 
     def run_sweep(prompt_, seed_, axis, lora, values, steps_, progress=gr.Progress()):  # noqa: B008
         try:
-            vals = [float(v) for v in str(values).replace(";", ",").split(",") if v.strip()]
+            texts = [v.strip() for v in str(values).replace(";", ",").split(",") if v.strip()]
+            vals = texts if axis == "sampler" else [float(v) for v in texts]
             params = GenerateParams(prompt=prompt_ or "", seed=int(seed_) if str(seed_).strip() else None,
                                     steps=int(steps_))
             job = arena.submit_sweep(params, axis, vals, lora or None)

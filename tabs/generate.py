@@ -17,8 +17,9 @@ from studio.core import GenerateResult
 from studio.features.deploy import deploy
 from studio.features.workflows import run_workflow, workflows_for
 from studio.frontends.assemble import App
-from studio.metadata import MetadataError, params_from_png
+from studio.metadata import MetadataError, import_png
 from studio.params import GenerateParams, parse_loras
+from studio.samplers import SAMPLERS, SCHEDULES
 from tabs import cleanup
 from tabs.common import PixelFields, on_show, owner, submit_and_wait, wait_for
 
@@ -68,6 +69,14 @@ def build(app: App, page: gr.Tab | None = None) -> None:
                                          info="keep the seed for the next run")
                 steps = gr.Slider(1, limits.MAX_STEPS, value=30, step=1, label="Steps", elem_id="steps")
                 guidance = gr.Slider(0, limits.MAX_GUIDANCE, value=6.0, step=0.5, label="Guidance")
+            with gr.Row():
+                sampler = gr.Dropdown(list(SAMPLERS), value="default", label="Sampler", elem_id="sampler",
+                                      info="default: the checkpoint's own")
+                schedule = gr.Dropdown(list(SCHEDULES), value="automatic", label="Schedule", elem_id="schedule")
+                clip_skip = gr.Number(label="Clip skip (0 = model's)", value=0, precision=0, minimum=0, maximum=12,
+                                      elem_id="clip-skip")
+                fast = gr.Checkbox(label="Fast preview", value=False, elem_id="fast",
+                                   info="the few-step settings of an LCM, Lightning or Turbo model")
             with gr.Row():
                 width = gr.Number(label="Render width (0 = model native)", value=0, precision=0, elem_id="width",
                                   minimum=0, maximum=studio.settings.max_side)
@@ -125,9 +134,12 @@ def build(app: App, page: gr.Tab | None = None) -> None:
     busy = {"show_progress_on": [sprites]}  # one progress overlay, on the results
 
     def generate(prompt_, negative_, model_, loras_, seed_, reuse_, steps_, guidance_, w_, h_, count_, sw, sh, col,
-                 pal, bg, ol, raw_, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+                 pal, bg, ol, raw_, sampler_, schedule_, clip_skip_, fast_, request: gr.Request,
+                 progress=gr.Progress()):  # noqa: B008 - Gradio injects it
         try:
             params = GenerateParams(
+                sampler=sampler_ or "default", schedule=schedule_ or "automatic", clip_skip=int(clip_skip_ or 0) or None,
+                fast=bool(fast_),
                 prompt=prompt_ or "", negative=negative_ or "", model=model_ or None, loras=parse_loras(loras_),
                 seed=_seed(seed_), steps=int(steps_), guidance=float(guidance_), width=int(w_) or None,
                 height=int(h_) or None, count=int(count_),
@@ -141,15 +153,18 @@ def build(app: App, page: gr.Tab | None = None) -> None:
             return [], [], "Cancelled.", gr.update(), gr.update()
         p = result.params
         seeds = ", ".join(str(im.seed) for im in result.images)
-        msg = (f"**Job {result.job_id}** · model `{p.model}` · seed(s) {seeds} · render {p.width}x{p.height} → "
-               f"sprite {_sizes(result)}")
+        msg = (f"**Job {result.job_id}** · model `{p.model}` · {p.sampler}"
+               f"{'' if p.schedule == 'automatic' else ' ' + p.schedule}, {p.steps} steps · seed(s) {seeds} · "
+               f"render {p.width}x{p.height} → sprite {_sizes(result)}")
+        if "fast_preview" in result.info:
+            msg += f" · {result.info['fast_preview']}"
         # the seed box keeps a seed only when asked to: otherwise the next Generate would repeat these images
         return _gallery(result), _gallery(result, raw=True), msg, str(p.seed) if reuse_ else "", result.job_id
 
     gen_event = run.click(
         generate,
         [prompt, negative, model, loras, seed, reuse_seed, steps, guidance, width, height, count, *pixel_inputs,
-         raw_only],
+         raw_only, sampler, schedule, clip_skip, fast],
         [sprites, raws, status, seed, last_job],
         api_name="generate",
         concurrency_limit=None,  # the studio's own queue serialises GPU work; waiting here costs nothing
@@ -249,25 +264,27 @@ def build(app: App, page: gr.Tab | None = None) -> None:
     on_show(page, rescan_models, [model, lora_pick], [model])
 
     def restore(file):
+        """Fill the form from a PNG: ours, or one from A1111, Forge or Civitai (models and LoRAs matched to the
+        files here by hash, and the status says which are missing)."""
         if file is None:
-            return [gr.update()] * 14
+            return [gr.update()] * 17
         try:
-            p, image_seed = params_from_png(file if isinstance(file, str) else file.name)
+            p, image_seed, notes = import_png(file if isinstance(file, str) else file.name, studio.registry)
         except (MetadataError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         px = p.pixel
+        said = f"Settings restored (seed {image_seed})." + "".join(f"\n- ⚠ {n}" for n in notes)
         return [
-            p.prompt, p.negative, p.model, ", ".join(f"{r.name}:{r.weight:g}" for r in p.loras), str(image_seed),
-            p.steps, p.guidance, p.width or 0, p.height or 0,
+            p.prompt, p.negative, p.model or studio.default_model, ", ".join(f"{r.name}:{r.weight:g}" for r in p.loras),
+            str(image_seed), p.steps, p.guidance, p.width or 0, p.height or 0,
             (px.size[0] if px and px.size else 0), (px.size[1] if px and px.size else 0),
-            (px.colors or 0) if px else 0, p.pixel is None,
-            f"Settings restored from a job with seed {image_seed}.",
+            (px.colors or 0) if px else 0, p.pixel is None, p.sampler, p.schedule, p.clip_skip or 0, said,
         ]
 
     load_png.upload(
         restore, load_png,
         [prompt, negative, model, loras, seed, steps, guidance, width, height, pixel.width, pixel.height,
-         pixel.colors, raw_only, status],
+         pixel.colors, raw_only, sampler, schedule, clip_skip, status],
         api_name="restore",
     )
 

@@ -238,6 +238,8 @@ def test_lora_weight_sweep_grid(arena, studio):
     assert np.array_equal(np.asarray(out["cells"][0]), np.asarray(Image.open(plain.images[0].path)))
     assert studio.manager.loads == 1
     with pytest.raises(CompareError, match="sweep axis"):
+        arena.submit_sweep(params, "denoise", [1, 2])
+    with pytest.raises(ValueError, match="unknown sampler"):  # a sampler sweep takes sampler names
         arena.submit_sweep(params, "sampler", [1, 2])
     with pytest.raises(CompareError, match="needs a LoRA"):
         arena.submit_sweep(params, "lora_weight", [0.5, 1.0])

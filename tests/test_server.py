@@ -12,13 +12,15 @@ from PIL import Image
 from studio.metadata import params_from_png
 
 # prompt, negative, model, loras, seed, reuse_seed, steps, guidance, width, height, count,
-# sprite_w, sprite_h, colors, palette, background, outline, raw_only
-FORM = ["a red slime", "", "demo-tiny", "", "", False, 3, 6.0, 0, 0, 1, 0, 0, 0, "", "auto", "", False]
+# sprite_w, sprite_h, colors, palette, background, outline, raw_only, sampler, schedule, clip_skip, fast
+FORM = ["a red slime", "", "demo-tiny", "", "", False, 3, 6.0, 0, 0, 1, 0, 0, 0, "", "auto", "", False, "default",
+        "automatic", 0, False]
 
 
 def form(**kw) -> list:
     keys = ["prompt", "negative", "model", "loras", "seed", "reuse", "steps", "guidance", "width", "height", "count",
-            "sprite_w", "sprite_h", "colors", "palette", "background", "outline", "raw"]
+            "sprite_w", "sprite_h", "colors", "palette", "background", "outline", "raw", "sampler", "schedule",
+            "clip_skip", "fast"]
     values = dict(zip(keys, FORM, strict=True))
     values.update(kw)
     return [values[k] for k in keys]

@@ -74,7 +74,7 @@ def test_params_reject_bad_values(kw, message):
 
 def test_params_from_dict_rejects_unknown_keys():
     with pytest.raises(ParamsError, match="unknown parameter"):
-        GenerateParams.from_dict({"prompt": "x", "sampler": "dpm"})
+        GenerateParams.from_dict({"prompt": "x", "hires_fix": True})
 
 
 def test_lora_ref_parse():

@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from pipelines.pixel import PixelParams
-from pipelines.render import SpriteOutput, offset_steps
+from pipelines.render import SpriteOutput, default_sampler, offset_steps
 from pipelines.sprite import generate_sprites
 from studio import limits
 from studio.core import Studio
@@ -32,6 +32,7 @@ from studio.files import save_png
 from studio.jobs import Job, Runner
 from studio.params import GenerateParams, LoraRef, new_seed, parse_loras
 from studio.registry import ModelError
+from studio.samplers import parse_sampler
 from studio.store import now
 
 SLOTS = "ABCDEFGH"[: limits.MAX_CONTENDERS]  # a battle's shown order
@@ -51,10 +52,13 @@ class Contender:
     loras: tuple[LoraRef, ...] = ()
     steps: int | None = None  # None: the battle's setting
     guidance: float | None = None
+    sampler: str | None = None  # None: the checkpoint's own
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name or ""):
             raise CompareError(f"contender name {self.name!r}: use 1-64 letters, digits, space and _.+@:-")
+        if self.sampler is not None:
+            object.__setattr__(self, "sampler", parse_sampler(self.sampler)[0])
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -129,7 +133,7 @@ class Arena:
         for p in variants:
             pipe = self.studio.manager.activate(p.model, p.loras)
             native = pipe.default_sample_size * pipe.vae_scale_factor
-            p = p.resolved(width=native, height=native, model=p.model)
+            p = p.resolved(width=native, height=native, model=p.model, sampler=default_sampler(pipe))
             outputs.append(generate_sprites(pipe, p, offset_steps(job.check, done, p.steps, total))[0])
             done += p.steps
         return outputs
@@ -208,7 +212,7 @@ class Arena:
         pixel = PixelParams(size=s.sprite_size, size_mode="exact") if s.sprite_size else PixelParams()
         return self.studio.check_generate(GenerateParams(
             prompt=prompt, model=c.model, loras=c.loras, seed=seed, steps=c.steps or s.steps,
-            guidance=c.guidance if c.guidance is not None else s.guidance, pixel=pixel,
+            guidance=c.guidance if c.guidance is not None else s.guidance, pixel=pixel, sampler=c.sampler or "default",
         ))
 
     def _run_battle(self, job: Job) -> str:
@@ -316,9 +320,10 @@ class Arena:
 
     # -- sweeps (an X/Y plot over one axis) ----------------------------------------------------------------
 
-    def submit_sweep(self, params: GenerateParams, axis: str, values: list[float], lora: str | None = None,
+    def submit_sweep(self, params: GenerateParams, axis: str, values: list[float | str], lora: str | None = None,
                      owner: str | None = None) -> Job:
-        """One prompt and seed, one setting varied: `lora_weight` (of `lora`), `steps` or `guidance`."""
+        """One prompt and seed, one setting varied: `lora_weight` (of `lora`), `steps`, `guidance` or `sampler`
+        (sampler names; a sampler sweep with its own steps is two sweeps, e.g. LCM at 6 steps vs DPM++ at 30)."""
         if axis not in SWEEP_AXES:
             raise CompareError(f"sweep axis must be one of {', '.join(SWEEP_AXES)}, got {axis!r}")
         lo, hi = limits.MIN_SWEEP_VALUES, limits.MAX_SWEEP_VALUES
@@ -331,6 +336,8 @@ class Arena:
             variants = [dataclasses.replace(params, loras=(*others, LoraRef(lora, float(v)))) for v in values]
         elif axis == "steps":
             variants = [dataclasses.replace(params, steps=int(v)) for v in values]
+        elif axis == "sampler":
+            variants = [dataclasses.replace(params, sampler=str(v)) for v in values]
         else:
             variants = [dataclasses.replace(params, guidance=float(v)) for v in values]
         seed = new_seed() if params.seed is None else params.seed
@@ -341,14 +348,14 @@ class Arena:
     def _run_sweep(self, job: Job) -> dict[str, Any]:
         sweep: _SweepJob = job.params
         cells = [out.sprite for out in self._render_each(job, sweep.params)]
-        labels = [f"{sweep.axis} {v:g}" for v in sweep.values]
+        labels = [f"{v}" if isinstance(v, str) else f"{sweep.axis} {v:g}" for v in sweep.values]
         grid = labelled_grid(cells, labels)
         path = save_png(grid, self.studio.settings.outputs_dir / "sweeps" / f"{job.id}.png")
         self.store.mark_job(job.id, "done")
         return {"grid": path, "cells": cells, "labels": labels}
 
 
-SWEEP_AXES = ("lora_weight", "steps", "guidance")
+SWEEP_AXES = ("lora_weight", "steps", "guidance", "sampler")
 
 
 def labelled_grid(cells: list, labels: list[str], scale: int | None = None) -> Image.Image:
@@ -368,7 +375,7 @@ def labelled_grid(cells: list, labels: list[str], scale: int | None = None) -> I
 @dataclass
 class _SweepJob:
     axis: str
-    values: list[float]
+    values: list[float | str]
     params: list[GenerateParams]
 
     @property

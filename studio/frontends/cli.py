@@ -145,9 +145,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from studio.metadata import MetadataError, read_metadata
+    """The settings stored in a PNG; with --import, the studio job they describe (any A1111/Forge/Civitai PNG,
+    its model and LoRAs matched to the files here by hash), as JSON `generate` and the jobs API take."""
+    from studio.metadata import MetadataError, import_png, read_metadata
+    from studio.registry import HashCache, Registry
 
     try:
+        if args.import_:
+            s = _settings(args)
+            registry = Registry(s.models_dir, HashCache(s.data_dir / "hashes.json"))
+            params, seed, notes = import_png(args.image, registry)
+            print(json.dumps({"params": {**params.to_dict(), "seed": seed}, "notes": notes}, indent=2))
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr)
+            return 0
         meta = read_metadata(args.image)
     except MetadataError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -190,6 +201,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             height=h,
             count=args.count,
             pixel=None if args.raw else _pixel_params(args),
+            sampler=args.sampler,
+            schedule=args.schedule,
+            clip_skip=args.clip_skip,
+            fast=args.fast,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -525,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--sampler", default="default", help="Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, DPM++ SDE Karras, "
+                   "DDIM, UniPC, LCM, Lightning (or ComfyUI's names)")
+    p.add_argument("--schedule", default="automatic", help="automatic | karras | exponential | sgm_uniform | trailing")
+    p.add_argument("--clip-skip", type=int, help="A1111's clip skip (2 = SDXL's own)")
+    p.add_argument("--fast", action="store_true", help="fast preview: the few-step settings of an LCM/Lightning/Turbo "
+                   "LoRA or checkpoint")
     p.add_argument("--size", dest="render_size", type=_size,
                    help="SDXL render size WxH (default: the model's native size)")
     p.add_argument("--count", type=int, default=1)
@@ -609,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print the generation settings stored in a PNG")
     p.add_argument("image")
+    p.add_argument("--import", dest="import_", action="store_true",
+                   help="print the job it describes (A1111/Forge/Civitai PNGs too), models matched by hash")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("config", help="print the effective settings")

@@ -78,6 +78,12 @@ def build_mcp(app: App) -> FastMCP:
                                                 "own cap (max_count) may be lower", ge=1, le=L.MAX_COUNT)] = 1,
         steps: Annotated[int, Field(description="Denoising steps", ge=1, le=L.MAX_STEPS)] = 30,
         negative: Annotated[str, Field(description="What to avoid")] = "blurry, text, watermark",
+        sampler: Annotated[str, Field(description="default, Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, "
+                                                  "DPM++ SDE Karras, DDIM, UniPC, LCM or Lightning")] = "default",
+        schedule: Annotated[str, Field(description="automatic, karras, exponential, sgm_uniform, trailing")]
+        = "automatic",
+        fast: Annotated[bool, Field(description="Fast preview: the few-step settings of an LCM/Lightning/Turbo "
+                                                "LoRA or checkpoint")] = False,
         ctx: Context | None = None,
     ) -> ToolResult:
         """Generate pixel-art sprite(s) on the studio's GPU. Returns the PNGs, their file paths, the seeds used
@@ -85,7 +91,7 @@ def build_mcp(app: App) -> FastMCP:
         try:
             params = GenerateParams(
                 prompt=prompt, negative=negative, model=model, seed=seed, steps=steps, count=count,
-                loras=parse_loras(loras),
+                loras=parse_loras(loras), sampler=sampler, schedule=schedule, fast=fast,
                 pixel=PixelParams.from_user(size, colors, palette, "auto" if transparent else "keep",
                                             size_mode="exact"),
             )
