@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ from PIL import Image
 
 from . import background as bg
 from . import cleanup
+from .cells import cell_colours
 from .color import nearest_index, parse_hex, rgb_to_oklab
-from .grid import Grid, detect_grid, sample_cells
+from .grid import Grid, detect_grid, draw_lattice, sample_cells
 from .io import PixelImageError, load_frames, load_rgba, save_png_atomic, to_pil
 from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
 
@@ -51,6 +51,25 @@ def _check_size(name: str, v: object) -> tuple[int, int] | None:
     return (w, h)
 
 
+def _check_pair(name: str, v: object, positive: bool) -> tuple[float, float] | None:
+    """(a, b) floats from a pair or a single number (both the same); ValueError otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = tuple(v.lower().replace(" ", "").replace("x", ",").split(","))
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        v = (v, v)
+    try:
+        a, b = (float(x) for x in v)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers (w, h), got {v!r}") from None
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError(f"{name} must be finite numbers, got {v!r}")
+    if positive and not (1.0 <= a <= 4096.0 and 1.0 <= b <= 4096.0):
+        raise ValueError(f"{name} must be between 1 and 4096 input px per art pixel, got {v!r}")
+    return (a, b)
+
+
 @dataclass(frozen=True)
 class PixelParams:
     """Everything the user can choose. Validated on construction (ValueError, clear text)."""
@@ -66,6 +85,8 @@ class PixelParams:
     outline: str | None = None  # "#rrggbb" or None
     crop: bool = False
     canvas: tuple[int, int] | None = None  # pad to this canvas after crop
+    cell: tuple[float, float] | None = None  # force the cell size (w, h) in input px
+    offset: tuple[float, float] | None = None  # force a cell boundary at (x, y) input px (needs cell)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _check_size("size", self.size))
@@ -112,11 +133,22 @@ class PixelParams:
         for name in ("keep_holes", "remove_strays", "crop"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._check_lattice_override()
+
+    def _check_lattice_override(self) -> None:
+        """cell: a pair of numbers >= 1 (or one number, square cells); offset: a pair of
+        finite numbers, only with cell; neither together with an exact size."""
+        object.__setattr__(self, "cell", _check_pair("cell", self.cell, positive=True))
+        object.__setattr__(self, "offset", _check_pair("offset", self.offset, positive=False))
+        if self.offset is not None and self.cell is None:
+            raise ValueError("offset needs a cell size (e.g. cell=(32, 32), offset=(5, 0))")
+        if self.cell is not None and self.size_mode == "exact":
+            raise ValueError("give either an exact size or a cell size, not both")
 
     def to_dict(self) -> dict:
         """JSON-safe dict (tuples become lists)."""
         d = asdict(self)
-        for k in ("size", "canvas"):
+        for k in ("size", "canvas", "cell", "offset"):
             d[k] = list(d[k]) if d[k] is not None else None
         return json.loads(json.dumps(d))
 
@@ -128,8 +160,8 @@ class PixelParams:
         if unknown:
             raise ValueError(f"unknown pixel parameter(s): {', '.join(sorted(unknown))}")
         kw = dict(d)
-        for k in ("size", "canvas"):
-            if kw.get(k) is not None and not isinstance(kw[k], str):
+        for k in ("size", "canvas", "cell", "offset"):
+            if kw.get(k) is not None and not isinstance(kw[k], (str, int, float)):
                 kw[k] = tuple(kw[k])
         return cls(**kw)
 
@@ -145,6 +177,9 @@ class PixelResult:
     background: tuple[int, int, int] | None = None  # colour made transparent, if any
     native_input: bool = False  # the input already was clean native pixel art
     info: dict = field(default_factory=dict)
+    lattice: Grid | None = None  # the fitted lattice (cell boundaries, bent per strip)
+    confidence: float = 1.0  # 0..1: how sure the grid (its size) is
+    note: str | None = None  # a sentence when the confidence is low ("grid uncertain: 31 or 32 columns")
 
 
 # ----------------------------------------------------------------------------------------
@@ -166,20 +201,12 @@ class _Cells:
 
 def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = None) -> _Cells:
     if grid is None:
-        grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact")
-    native = grid.cell == (1.0, 1.0) and params.size is None
-    samples = sample_cells(rgba, grid)
-    ny, nx = samples.shape[:2]
-    flat = samples.reshape(ny, nx, -1, 4)
-    opaque = np.median(flat[..., 3], axis=-1) >= 128
-    # colour from the opaque samples only: transparent ones are set to NaN and ignored
-    rgb = flat[..., :3].astype(np.float64)
-    rgb[flat[..., 3] < 128] = np.nan
-    with warnings.catch_warnings():  # all-NaN (fully transparent) cells are expected
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(rgb, axis=2)
-    med = np.nan_to_num(med, nan=0.0)
-    return _Cells(grid, samples, opaque, np.clip(np.round(med), 0, 255).astype(np.uint8), native, rgba)
+        grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact", cell=params.cell,
+                           offset=params.offset)
+    native = grid.cell == (1.0, 1.0) and params.size is None and params.cell is None
+    samples = sample_cells(rgba, grid, interior=1.0 if native else 0.6)
+    opaque, colour = cell_colours(samples)  # robust to anti-aliased borders and specks
+    return _Cells(grid, samples, opaque, colour, native, rgba)
 
 
 def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
@@ -205,22 +232,11 @@ def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int
 
 
 def _vote(cells: _Cells, palette: np.ndarray) -> np.ndarray:
-    """Per cell, the palette entry most of its (opaque) sampled pixels are nearest to."""
+    """Every cell's robust colour snapped to its nearest palette entry (OKLab): shading,
+    jitter and texture fold back onto the art's few colours."""
     ny, nx = cells.opaque.shape
-    flat = cells.samples.reshape(ny * nx, -1, 4)
-    k = len(palette)
-    packed = (flat[..., 0].astype(np.uint32) << 16) | (flat[..., 1].astype(np.uint32) << 8) | flat[..., 2]
-    uniq, inv = np.unique(packed.ravel(), return_inverse=True)  # lookups per distinct colour only
-    urgb = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1).astype(np.uint8)
-    idx = nearest_index(rgb_to_oklab(urgb), rgb_to_oklab(palette))[inv.reshape(-1)].reshape(packed.shape)
-    weight = (flat[..., 3] >= 128).astype(np.float64)
-    counts = np.zeros((ny * nx, k))
-    rows = np.repeat(np.arange(ny * nx), idx.shape[1])
-    np.add.at(counts, (rows, idx.ravel()), weight.ravel())
-    # ties (and cells whose samples are all transparent) fall back to the median colour
-    fallback = nearest_index(rgb_to_oklab(cells.median.reshape(-1, 3)), rgb_to_oklab(palette))
-    counts[np.arange(ny * nx), fallback] += 0.5
-    return palette[np.argmax(counts, axis=1)].reshape(ny, nx, 3)
+    idx = nearest_index(rgb_to_oklab(cells.median.reshape(-1, 3)), rgb_to_oklab(palette))
+    return palette[idx].reshape(ny, nx, 3)
 
 
 def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> PixelResult:
@@ -264,7 +280,11 @@ def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> P
         palette=used.astype(np.uint8),
         background=removed,
         native_input=cells.native,
-        info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase))},
+        info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase)),
+              "confidence": float(cells.grid.confidence), "alternatives": dict(cells.grid.alternatives)},
+        lattice=cells.grid,
+        confidence=float(cells.grid.confidence),
+        note=cells.grid.note,
     )
 
 
@@ -428,7 +448,17 @@ def shared_palette(images: list[Image.Image | np.ndarray | str | os.PathLike], p
     return shared_palette_from_cells(cells, params, n_colors if n_colors is not None else params.colors)
 
 
+def lattice_overlay(image: Image.Image | np.ndarray | str | os.PathLike, result: PixelResult | Grid,
+                    colour: tuple[int, int, int, int] = (255, 0, 255, 200), width: int = 1) -> Image.Image:
+    """The input image with the lattice that `pixelate` fitted drawn over it (RGBA), so a UI
+    can show where the engine put the cell boundaries (bent lines included)."""
+    grid = result.lattice if isinstance(result, PixelResult) else result
+    if grid is None:
+        raise ValueError("the result carries no lattice")
+    return draw_lattice(to_pil(load_rgba(image)), grid, colour, width)
+
+
 __all__ = [
     "FolderItem", "PixelParams", "PixelResult", "pixelate", "pixelate_file", "pixelate_folder", "pixelate_frames",
-    "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images",
+    "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images", "lattice_overlay",
 ]

@@ -47,6 +47,7 @@ class Evidence:
     cols_y: np.ndarray
     width: int
     height: int
+    block: int = 1  # lines averaged before differencing
 
     @property
     def gx(self) -> np.ndarray:
@@ -102,8 +103,8 @@ def deblock(p: np.ndarray, block: int = JPEG_BLOCK) -> np.ndarray:
     m = n - n % block
     g = p.sum(0)
     ph = np.median(g[:m].reshape(-1, block), axis=0)
-    other = np.median(ph[1 : block - 1])
-    if min(ph[0], ph[block - 1]) < 1.5 * other + 1e-9:
+    inner = np.max(ph[2 : block - 2])  # a lattice of 4 or 2 px cells answers there too
+    if min(ph[0], ph[block - 1]) < 1.5 * inner + 1e-9:
         return p
     out = p.copy()
     left = np.arange(block - 1, n, block)  # 8k - 1, outer neighbour 8k - 2
@@ -126,7 +127,7 @@ def edge_evidence(rgba: np.ndarray, n_strips: int = 8, k: int = BLOCK) -> Eviden
     """Vote maps of both axes, summed into `n_strips` strips per axis."""
     h, w = rgba.shape[:2]
     planes = _planes(rgba)
-    k = max(1, min(k, h // 4, w // 4))
+    k = max(1, min(k, h // 64, w // 64))
     dx = _diff2([_block_mean(p, 0, k) for p in planes], 1)
     dy = _diff2([_block_mean(p, 1, k) for p in planes], 0)
     ti = int(CAP * k)
@@ -138,4 +139,4 @@ def edge_evidence(rgba: np.ndarray, n_strips: int = 8, k: int = BLOCK) -> Eviden
     cols = strip_bounds(dy.shape[1], sy)
     px = np.add.reduceat(dx, rows[:-1], axis=0, dtype=np.int64).astype(np.float64) / ti
     py = np.add.reduceat(dy, cols[:-1], axis=1, dtype=np.int64).astype(np.float64).T / ti
-    return Evidence(deblock(px), deblock(py), rows * k, cols * k, w, h)
+    return Evidence(deblock(px), deblock(py), rows * k, cols * k, w, h, k)

@@ -3,37 +3,83 @@
 Why this design:
 - Real renders are not drawn on one uniform grid: cell widths drift across the image
   (+-5..15 %), rows and columns bend, the grid may be rotated by up to ~1 degree. One
-  period and one phase per axis cannot follow that; a sequence of boundaries can.
-- Per axis, the boundaries are found by dynamic programming over positions (`chain`):
-  every boundary scores the edge evidence it sits on, consecutive cell widths stay within
-  [WMIN, WMAX] of the period and pay a smoothness prior (a width may differ from its
-  neighbour's and from the period, but each change costs). Where the image has no
-  evidence (a sprite's empty margin, a flat area), the chain simply continues at its
-  current width. The period itself only sets the scale: it comes from the spectrum of
-  the evidence, and its harmonics (c/2, 2c...) are told apart as before, by penalised
-  evidence and by an image-space split test, now run on the fitted chains.
+  period and one phase per axis cannot follow that: an error of 1 % in the period moves
+  the last boundary of a 100-cell axis by a whole cell. A sequence of boundaries can.
+- Per axis, a period hypothesis c (from the spectrum of the evidence) sets the scale.
+  The boundaries are then *tracked* (`track`, Viterbi along the boundary index k): each
+  boundary b_k = o + k c + d_k may stray from the uniform lattice by up to 1.5 cells; it
+  scores the evidence it sits on and pays for the change of width it makes
+  (lam * ((d_k - d_{k-1}) / c)^2). Where the image has no evidence (a sprite's empty
+  margin, a flat area) the width stays as it is; the period is refitted once on the
+  boundaries that sit on evidence. The uniform grid is the special case d_k = 0.
 - Bending: the evidence is also summed per strip of lines. Each strip moves every
-  boundary by an offset (a second small DP along the boundaries), and each strip's score
-  curves are blended with their neighbours', so a strip without evidence follows the
-  strips around it. The boundaries are thus a smooth function of the other axis.
-- Counting: the chain covers the image and a margin on both sides; a cell counts when
-  at least MIN_VISIBLE of it lies inside the image (a crop leaves > half a cell, padding
-  adds < a quarter).
+  boundary by up to 0.4 cells (`bend`, the same Viterbi along k, vectorised over the
+  strips); each strip's evidence is blended with its neighbours', so a strip without
+  evidence follows the strips around it. Boundaries are a smooth function of the other
+  axis, which also absorbs a rotation of up to ~1 degree.
+- Choosing the period among its harmonics (c/2, c/3, 2c...): the hypothesis whose
+  boundaries explain most of the evidence mass beyond chance (`coverage`) is taken, then
+  the image-space split test (`SplitTester`: does a cell hide an edge on a run of lines
+  at least half a cell long?) replaces it by a finer lattice when it breaks clearly more
+  cells, or by the coarsest integer multiple that breaks no more cells. Cells are almost
+  always square, so an axis with little evidence takes the other axis' period
+  (`square_pair`, `joint_period`).
+- Counting: a cell counts when at least MIN_VISIBLE of it lies inside the image (a crop
+  leaves more than half a cell, padding adds less than a quarter). Beyond the evidence,
+  boundaries continue at the local width (`extend`).
+- Confidence: how close the edge cells are to the counting threshold, how close the best
+  competing hypothesis with another count is, and how much evidence there is at all
+  (`Confidence`); a sentence says what the alternatives are when it is low.
+
+Constants come from the physics of the degradation (blur, anti-aliasing band and JPEG
+block widths, the crop/pad rule) where they can; the ones that are priors (LAM_TRACK,
+LAM_BEND, NU_BEND, COVER rules, RATE_MARGIN) were tuned on the even-numbered half of the
+hard development set and checked on the uniform set (see bench/README-pixel.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
+
+from .evidence import Evidence, edge_evidence
 
 WMIN, WMAX = 0.7, 1.4  # cell widths allowed, relative to the period
-LAMBDA = 100.0  # cost of a width change between neighbours, per (change / period)^2
-MU = 10.0  # cost of a width away from the period, per (deviation / period)^2
-MIN_VISIBLE = 0.4
-BIN_TARGET = 12.0  # the chain runs on bins of ~period / BIN_TARGET px
+LAM_TRACK = 30.0  # cost of a width change, per (change / period)^2, along the whole axis
+LAM_BEND, NU_BEND = 30.0, 2.0  # ... per strip, and of a strip straying from the axis' lattice
+REACH_TRACK, REACH_BEND = 1.5, 0.4  # how far (cells) a boundary may stray from its reference
+STEPS = 12  # positions per cell searched by the tracker (the bend refines to 1/16)
+MIN_VISIBLE = 0.4  # share of a cell inside the image for it to count
+MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
+MIN_CELLS = 2.5  # the largest period searched is (art extent) / MIN_CELLS
+BORDER = 0.3  # evidence this close to the image's ends (cells) is padding or a crop ...
+EDGE_HALF = 3.0  # ... plus the half-width of an edge's evidence bump (px: 2 px difference, AA, blur)
+NOISE_Z = 3.0  # evidence must stand this many noise std above the noise floor
+CAP = 2.0  # evidence is capped at this many strong-boundary units
+KAPPA = 0.1  # cost of one boundary in the gain (an empty tooth must not pay), strong-boundary units
+SUPPORT_LEVEL = 0.25  # evidence (strong-boundary units) that makes a boundary "seen"
+EXTEND_CELLS = 4  # cells next to the evidence whose mean width continues into the margins
+CLASS_TOL = 0.12  # periods closer than this (|log ratio|) are one hypothesis
+MULTIPLE_TOL = 0.06  # |k - round(k)| / k below which a period is an integer multiple
+RATE_MARGIN = 0.01  # broken-cell share a coarser multiple may add and still win
+DEMOTE_MARGIN = 0.05  # a finer lattice must break this share fewer cells to replace the choice
+DEMOTE_COVER_SHARE = 0.5  # ... and keep this share of its coverage
+MIN_COVER_SHARE = 0.5  # a coarser multiple must keep this share of the choice's coverage
+SQUARE_TOL = 0.08  # |log(cx / cy)| above which the axes "disagree"
+SQUARE_SHARE = 0.7  # ... and a square alternative needs this share of the choice's coverage
+N_SPECTRAL = 4  # spectral peaks taken (harmonic sum and plain), before harmonics
+TEST_LINES = 160  # lines sampled per axis for the split test
+SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
+SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
+MIN_TESTED = 4  # a lattice needs this many inner cells per line for the split test to vouch for it
+LOW_CONFIDENCE = 0.5
 
 
+# ----------------------------------------------------------------------------------------
+# evidence at boundary positions
+# ----------------------------------------------------------------------------------------
 def position_evidence(g: np.ndarray) -> np.ndarray:
     """Evidence at boundary positions 0..n from profiles (..., n) centred on pixels (index
     x <-> position x + 0.5): a boundary at p answers at pixels p-1 and p."""
@@ -43,113 +89,175 @@ def position_evidence(g: np.ndarray) -> np.ndarray:
     return out
 
 
-def count_cells(cuts: np.ndarray, n: int) -> np.ndarray:
-    """The boundaries of the cells with at least MIN_VISIBLE of their width inside [0, n]."""
-    a, b = cuts[:-1], cuts[1:]
-    vis = np.clip(np.minimum(b, n) - np.maximum(a, 0), 0, None) / np.maximum(b - a, 1e-9)
-    keep = np.nonzero(vis >= MIN_VISIBLE)[0]
-    if keep.size == 0:
-        return np.array([0.0, float(n)])
-    return cuts[keep[0] : keep[-1] + 2]
-
-
-def _floor(e: np.ndarray, z: float) -> np.ndarray:
-    """Noise floor of each row of e: mean + z std of its lowest 40 % of positions."""
+def noise_floor(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the noise of each row of e: those of its lowest 40 % of positions
+    (inside cells, even when small blurred cells put edges on half of the others)."""
     k = max(2, int(0.4 * e.shape[-1]))
     low = np.partition(e, k - 1, axis=-1)[..., :k]
-    return low.mean(-1) + z * low.std(-1)
+    return low.mean(-1), low.std(-1)
 
 
-def normalise(p: np.ndarray, z: float = 3.0, cap: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Evidence above noise at boundary positions, in units of a strong boundary: for the
-    whole axis (n + 1,) and per strip (S, n + 1), the strips summing to about the whole.
+def normalise(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evidence above noise at boundary positions: for the whole axis (n + 1,) and per
+    strip (S, n + 1).
 
-    The noise floor is measured on the lowest 40 % of the positions (inside cells, even
-    when small blurred cells put edges on half of the positions): their mean plus z
-    standard deviations. Below that the lattice follows its prior instead of chasing
-    noise bumps. The unit is the median of the strongest 2 % of the summed positions;
-    values are capped at `cap` units so that one silhouette cannot decide alone.
+    The noise floor is the noise mean plus NOISE_Z std (`noise_floor`); below it the
+    lattice follows its prior instead of chasing noise bumps. The unit is the median of
+    the strongest 2 % of the summed positions (a strong boundary). The whole-axis
+    evidence is compressed logarithmically above the noise (log1p(e / noise)): a boundary
+    that only some of the lines show (a small part of the sprite) still counts, while one
+    silhouette cannot decide alone. Strip evidence stays linear, in the same unit.
     """
     es = position_evidence(p)
     g = es.sum(0)
-    e = np.maximum(g - _floor(g, z), 0.0)
+    mu, sd = noise_floor(g)
+    e = np.maximum(g - (mu + NOISE_Z * sd), 0.0)
     k = max(3, len(e) // 50)
     unit = float(np.median(np.partition(e, len(e) - k)[len(e) - k :]))
     if unit <= 0:
         return e, np.zeros_like(es)
-    es = np.maximum(es - _floor(es, z)[:, None], 0.0) / unit
-    return np.minimum(e / unit, cap), np.minimum(es, cap)
+    mus, sds = noise_floor(es)
+    es = np.maximum(es - (mus + NOISE_Z * sds)[:, None], 0.0) / unit
+    eps = max(float(sd), 1e-3 * unit)
+    return np.minimum(np.log1p(e / eps) / np.log1p(unit / eps), CAP), np.minimum(es, CAP)
 
 
+def no_border(e: np.ndarray, c: float) -> np.ndarray:
+    """Evidence without the image's ends: padding and crops put steps there that are not
+    lattice lines (within BORDER cells, plus the width of an edge's evidence bump)."""
+    b = int(np.ceil(BORDER * c + EDGE_HALF))
+    out = e.copy()
+    out[..., :b] = 0.0
+    out[..., max(0, out.shape[-1] - b) :] = 0.0
+    return out
+
+
+def evidence_span(e: np.ndarray) -> tuple[int, int]:
+    """[lo, hi) of the positions that carry evidence."""
+    idx = np.nonzero(e > 0.05)[0]
+    if idx.size == 0:
+        return 0, len(e)
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+# ----------------------------------------------------------------------------------------
+# tracking
+# ----------------------------------------------------------------------------------------
 def viterbi(ref: np.ndarray, e: np.ndarray, c: float, ds: np.ndarray, lam: float, nu: float) -> np.ndarray:
     """Boundaries ref[k] + d_k (one sequence per row of e), d_k taken from ds, by Viterbi
     along k, vectorised over the rows.
 
     e: (S, n + 1) evidence at boundary positions 0..n (interpolated between them). Score:
-    evidence at the boundaries, minus lam * ((d_k - d_{k-1}) / c)^2 (cell k's width moves
-    away from the reference width) and nu * (d_k / c)^2 (the boundary strays from its
-    reference). Cell widths stay within [WMIN, WMAX] c. Returns (S, K) positions.
+    evidence at the boundaries, minus lam * ((d_k - d_{k-1}) / c)^2 (the width of cell k
+    moves away from the reference width) and nu * (d_k / c)^2 (the boundary strays from
+    its reference). Cell widths stay within [WMIN, WMAX] c. Returns (S, K) positions.
     """
     s_rows, n1 = e.shape
     k_n, nd = len(ref), len(ds)
     pos = ref[:, None] + ds[None, :]  # (K, nd)
-    x = np.arange(n1)
-    un = np.stack([np.interp(pos, x, row, left=0.0, right=0.0) for row in e]) - nu * (ds / c) ** 2  # (S, K, nd)
+    idx = np.clip(pos, 0, n1 - 1)
+    i0 = np.floor(idx).astype(np.intp).clip(0, max(n1 - 2, 0))
+    fr = idx - i0
+    inside = (pos >= 0) & (pos <= n1 - 1)
+    un = (e[:, i0] * (1 - fr) + e[:, np.minimum(i0 + 1, n1 - 1)] * fr) * inside  # (S, K, nd)
+    un -= nu * (ds / c) ** 2
     dd = ds[:, None] - ds[None, :]  # (current, previous)
     pair = lam * (dd / c) ** 2
+    widths = np.diff(ref)
+    uniform = bool(np.all(np.abs(widths - widths[0]) < 1e-6)) if k_n > 1 else True
+    if uniform and k_n > 1:
+        w = widths[0] + dd
+        pair = np.where((w < WMIN * c) | (w > WMAX * c), np.inf, pair)
     score = un[:, 0].copy()
-    back = np.zeros((k_n, s_rows, nd), dtype=np.int32)
-    rows = np.arange(s_rows)[:, None]
-    cols = np.arange(nd)[None, :]
+    back = np.empty((k_n, s_rows, nd), dtype=np.int16)
     for k in range(1, k_n):
-        width = (ref[k] - ref[k - 1]) + dd
-        cost = np.where((width < WMIN * c) | (width > WMAX * c), np.inf, pair)
-        tot = score[:, None, :] - cost[None]  # (S, current, previous)
+        cost = pair
+        if not uniform:
+            w = widths[k - 1] + dd
+            cost = np.where(w < 0.3 * c, np.inf, pair)  # bends never fold a cell
+        tot = score[:, None, :] - cost  # (S, current, previous)
         j = np.argmax(tot, axis=2)
         back[k] = j
-        score = tot[rows, cols, j] + un[:, k]
-    path = np.empty((s_rows, k_n), dtype=np.int64)
+        score = np.take_along_axis(tot, j[..., None], 2)[..., 0] + un[:, k]
+    path = np.empty((s_rows, k_n), dtype=np.intp)
     path[:, -1] = np.argmax(score, axis=1)
+    rows = np.arange(s_rows)
     for k in range(k_n - 1, 0, -1):
-        path[:, k - 1] = back[k, np.arange(s_rows), path[:, k]]
+        path[:, k - 1] = back[k, rows, path[:, k]]
     return ref[None, :] + ds[path]
 
 
-def track(e: np.ndarray, c: float, o: float, lam: float = 30.0, nu: float = 0.0, reach: float = 1.5,
-          steps: int = 16) -> np.ndarray:
-    """Boundaries o + k c + d_k covering [-1.5 c, n + 1.5 c] on 1-D evidence e, with
-    displacements |d_k| <= reach * c from the uniform lattice (see `viterbi`)."""
+def track(e: np.ndarray, c: float, o: float) -> np.ndarray:
+    """Boundaries o + k c + d_k covering [-1.5 c, n + 1.5 c] of 1-D evidence e, with
+    |d_k| <= REACH_TRACK cells (see `viterbi`)."""
     n = len(e) - 1
-    ds = np.arange(-int(reach * steps), int(reach * steps) + 1) * (c / steps)
+    r = int(REACH_TRACK * STEPS)
+    ds = np.arange(-r, r + 1) * (c / STEPS)
     k0 = int(np.floor((-1.5 * c - o) / c)) - 1
     k1 = int(np.ceil((n + 1.5 * c - o) / c)) + 1
     ref = o + c * np.arange(k0, k1 + 1)
-    return viterbi(ref, e[None, :], c, ds, lam, nu)[0]
+    return viterbi(ref, e[None, :], c, ds, LAM_TRACK, 0.0)[0]
 
 
-def bend(es: np.ndarray, cuts: np.ndarray, c: float, lam: float = 30.0, nu: float = 2.0,
-         reach: float = 0.4, steps: int = 16) -> np.ndarray:
-    """Per strip, move every boundary of `cuts` by up to reach * c to follow that strip's
-    evidence es[s] (S, n + 1): bent lines and a slight rotation. Each strip's evidence is
-    blended with its neighbours' (1/4, 1/2, 1/4), so a strip with nothing to show follows
-    the strips around it. Returns (S, K)."""
+def bend(es: np.ndarray, cuts: np.ndarray, c: float) -> np.ndarray:
+    """Per strip, move every boundary of `cuts` by up to REACH_BEND cells to follow that
+    strip's evidence es[s] (S, n + 1): bent lines and a slight rotation. Each strip's
+    evidence is blended with its neighbours' (1/4, 1/2, 1/4), so a strip with nothing to
+    show follows the strips around it. Returns (S, K)."""
     if es.shape[0] == 1:
         return cuts[None, :]
     pad = np.concatenate([es[:1], es, es[-1:]])
     blend = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
-    ds = np.arange(-int(reach * steps), int(reach * steps) + 1) * (c / steps)
-    return viterbi(cuts, blend, c, ds, lam, nu)
+    r = int(REACH_BEND * 16)
+    ds = np.arange(-r, r + 1) * (c / 16)
+    return viterbi(cuts, blend, c, ds, LAM_BEND, NU_BEND)
+
+
+def extend(cuts: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Beyond the evidence (a sprite's empty margin, padding), continue each row of
+    boundaries at the mean width of its EXTEND_CELLS cells nearest to that end: a drifting
+    lattice keeps drifting smoothly, it does not snap back to the mean period."""
+    out = cuts.copy()
+    for row in out:
+        inside = np.nonzero((row >= lo) & (row <= hi))[0]
+        if inside.size < 2:
+            continue
+        i0, i1 = int(inside[0]), int(inside[-1])
+        m = min(EXTEND_CELLS, i1 - i0)
+        w0 = (row[i0 + m] - row[i0]) / m
+        w1 = (row[i1] - row[i1 - m]) / m
+        row[:i0] = row[i0] - w0 * np.arange(i0, 0, -1)
+        row[i1 + 1 :] = row[i1] + w1 * np.arange(1, len(row) - i1)
+    return out
+
+
+def count_range(cuts: np.ndarray, n: int) -> tuple[int, int, float, float]:
+    """(first, last) cell indices with at least MIN_VISIBLE of their width inside [0, n]
+    (mean over the rows of cuts), and the visible share of the cells just outside them."""
+    a, b = cuts[..., :-1], cuts[..., 1:]
+    vis = np.clip(np.minimum(b, n) - np.maximum(a, 0), 0, None) / np.maximum(b - a, 1e-9)
+    if vis.ndim == 2:
+        vis = vis.mean(0)
+    keep = np.nonzero(vis >= MIN_VISIBLE)[0]
+    if keep.size == 0:
+        return 0, -1, 0.0, 0.0
+    i, j = int(keep[0]), int(keep[-1])
+    before = float(vis[i - 1]) if i > 0 else 0.0
+    after = float(vis[j + 1]) if j + 1 < len(vis) else 0.0
+    return i, j, before, after
+
+
+def count_cells(cuts: np.ndarray, n: int) -> np.ndarray:
+    """The boundaries of the cells with at least MIN_VISIBLE of their width inside [0, n]."""
+    i, j, _, _ = count_range(cuts, n)
+    if j < i:
+        return np.array([0.0, float(n)])
+    return cuts[..., i : j + 2]
 
 
 # ----------------------------------------------------------------------------------------
 # split test
 # ----------------------------------------------------------------------------------------
-SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
-SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
-MIN_TESTED = 4  # a lattice needs this many inner cells per line for the test to vouch for it
-TEST_LINES = 160
-
-
 class SplitTester:
     """Image-space check of a lattice along one axis: do its cells hide an edge?
 
@@ -164,18 +272,18 @@ class SplitTester:
     def __init__(self, lines: np.ndarray, at: np.ndarray, centres: np.ndarray):
         r, n, ch = lines.shape
         self.n_lines, self.length = r, n
+        self.spacing = float(np.median(np.diff(at))) if r > 1 else 1.0
         self.prefix = np.zeros((r, n + 1, ch))
         np.cumsum(lines, axis=1, dtype=np.float64, out=self.prefix[:, 1:])
         d = np.abs(np.diff(lines[:, ::2], axis=1)).reshape(-1, ch) if n > 3 else np.zeros((1, ch))
         self.sigma = np.maximum(1.4826 * np.median(d, axis=0) / np.sqrt(2.0), 1.0)
         s_n = len(centres)
         if s_n == 1:
-            self.i0 = self.i1 = np.zeros(r, dtype=np.intp)
+            self.i0 = np.zeros(r, dtype=np.intp)
             self.w = np.zeros(r)
         else:
             t = np.interp(at, centres, np.arange(s_n))
             self.i0 = np.floor(t).astype(np.intp).clip(0, s_n - 2)
-            self.i1 = self.i0 + 1
             self.w = t - self.i0
 
     def line_cuts(self, cuts: np.ndarray) -> np.ndarray:
@@ -183,11 +291,13 @@ class SplitTester:
         cuts = np.atleast_2d(cuts)
         if cuts.shape[0] == 1:
             return np.repeat(cuts, self.n_lines, axis=0)
-        return cuts[self.i0] * (1 - self.w[:, None]) + cuts[self.i1] * self.w[:, None]
+        return cuts[self.i0] * (1 - self.w[:, None]) + cuts[self.i0 + 1] * self.w[:, None]
 
-    def rate(self, cuts: np.ndarray) -> float:
+    def rate(self, cuts: np.ndarray, c: float | None = None) -> float:
         """Share of (line, inner cell) pairs that are broken. Cells cut by the image's ends
-        are not tested (they may hold padding)."""
+        are not tested (they may hold padding). With c (the cell size, taken as the cell's
+        extent across the lines too), a cell only counts as broken on a run of lines at
+        least half a cell long: a speck smaller than half a cell hides no boundary."""
         cl = self.line_cuts(cuts)
         inner = (cl.min(0) >= 0) & (cl.max(0) <= self.length)
         cl = cl[:, inner]
@@ -210,27 +320,16 @@ class SplitTester:
         left = (sm - sa) / (im - ia)[..., None]
         right = (sb - sm) / (ib - im)[..., None]
         tol = SPLIT_SIGMAS * self.sigma * np.sqrt(1.0 / (im - ia) + 1.0 / (ib - im))[..., None]
-        broken = np.any(np.abs(left - right) > np.maximum(tol, SPLIT_MIN_DIFF), axis=-1)
+        broken = np.any(np.abs(left - right) > np.maximum(tol, SPLIT_MIN_DIFF), axis=-1) & ok
+        run = int(round(0.5 * c / self.spacing)) if c else 1
+        if run > 1:
+            broken = ndimage.binary_opening(broken, structure=np.ones((run, 1), bool))
         return float(broken[ok].mean())
 
 
 # ----------------------------------------------------------------------------------------
 # period hypotheses
 # ----------------------------------------------------------------------------------------
-KAPPA = 0.1  # cost of one boundary, in strong-boundary units (an empty tooth must not pay)
-MIN_PERIOD = 3.0
-MIN_CELLS = 2.5
-BORDER = 0.3  # evidence this close to the image's ends (in cells) is padding or crop
-SELECT_TOP = 8
-RATE_MARGIN = 0.01
-DEMOTE_MARGIN = 0.05
-DEMOTE_COVER_SHARE = 0.5
-MIN_COVER_SHARE = 0.5
-MULTIPLE_TOL = 0.06
-EDGE_HALF = 3.0  # half-width of a boundary's evidence bump, px (2 px difference, AA band, blur)
-CLASS_TOL = 0.12  # periods closer than this (log ratio) are one hypothesis class
-
-
 @dataclass
 class Hypothesis:
     """One period's lattice along an axis: tracked boundaries (per strip) and their score."""
@@ -238,181 +337,453 @@ class Hypothesis:
     c: float
     o: float
     cuts: np.ndarray  # (S, K) boundaries covering the image and a margin, per strip
-    gain: float
-    cover: float = 0.0  # share of the evidence mass within EDGE_HALF of a boundary
-    rate: float = float("nan")  # split-test broken rate (filled in lazily)
+    gain: float  # evidence at the boundaries minus KAPPA per boundary inside the evidence
+    cover: float  # evidence mass near the boundaries, beyond chance (see `coverage`)
+    support: int  # cells with clear evidence at both ends (each measures the period)
+    rate: float = float("nan")  # split-test broken share (filled in lazily)
 
     @property
     def mean_cuts(self) -> np.ndarray:
         return self.cuts.mean(0)
 
 
-def evidence_span(e: np.ndarray) -> tuple[int, int]:
-    """[lo, hi) of the positions that carry evidence."""
-    idx = np.nonzero(e > 0.05)[0]
-    if idx.size == 0:
-        return 0, len(e)
-    return int(idx[0]), int(idx[-1]) + 1
-
-
 def phase_of(e: np.ndarray, c: float) -> float:
     """Phase o of a comb o + k c that fits evidence e best (angle of the DFT at 1 / c)."""
     x = np.arange(len(e))
-    f = np.sum(e * np.exp(-2j * np.pi * x / c))
+    f = np.dot(e, np.exp(-2j * np.pi * x / c))
     return float((-np.angle(f) * c / (2 * np.pi)) % c)
 
 
-def _no_border(e: np.ndarray, c: float) -> np.ndarray:
-    """Evidence without the image's ends: padding and crops put steps there that are not
-    lattice lines (within BORDER cells, plus the width of an edge's evidence bump)."""
-    b = int(np.ceil(BORDER * c + EDGE_HALF))
-    out = e.copy()
-    out[..., :b] = 0.0
-    out[..., max(0, out.shape[-1] - b):] = 0.0
-    return out
-
-
-def hypothesis(e: np.ndarray, es: np.ndarray, c: float, lo: int, hi: int) -> Hypothesis:
-    """Track the lattice of period ~c on the summed evidence; refit period and phase once
-    on the boundaries that sit on evidence and track again; then bend it strip by strip."""
-    n = len(e) - 1
-    eb = _no_border(e, c)
-    o = phase_of(eb, c)
-    cuts = track(eb, c, o)
-    inside = (cuts > lo) & (cuts < hi)
-    k = np.nonzero(inside)[0]
-    if k.size >= 3:
-        w = np.interp(cuts[k], np.arange(n + 1), eb) + 1e-3
-        A = np.stack([np.ones(k.size), k.astype(float)], 1) * w[:, None]
-        sol = np.linalg.lstsq(A, cuts[k] * w, rcond=None)[0]
-        if 0.9 * c < sol[1] < 1.1 * c:
-            c = float(sol[1])
-            o = float(sol[0]) % c
-            cuts = track(eb, c, o)
-    esb = _no_border(es, c)
-    bent = bend(esb, cuts, c)
-    inside = (bent >= lo) & (bent <= hi)
-    x = np.arange(n + 1)
-    vals = np.stack([np.interp(bent[s], x, esb[s]) for s in range(len(esb))])
-    n_in = inside.mean(0).sum()
-    return Hypothesis(c, o, bent, float(np.sum(vals * inside) - KAPPA * n_in), coverage(esb, bent, c))
-
-
 def coverage(es: np.ndarray, cuts: np.ndarray, c: float) -> float:
-    """Share of the evidence mass that lies within r = min(EDGE_HALF, c / 4) of a boundary
-    (each strip against its own boundaries). The windows cover at most half of the axis,
-    so a lattice finer than the art (c/2, c/3) explains no more of the mass than the art's
-    own lattice, while a coarser one (2c) leaves boundaries unexplained."""
+    """Share of the evidence mass within r = min(EDGE_HALF, c / 4) of a boundary (each
+    strip against its own boundaries), beyond what windows at random places would hold:
+    (share - f) / (1 - f), f the share of the axis the windows cover. A lattice finer than
+    the art (c/2, c/3) explains no more than the art's own lattice; a coarser one (2c)
+    leaves boundaries unexplained."""
     r = min(EDGE_HALF, c / 4.0)
-    cs = np.concatenate([np.zeros((es.shape[0], 1)), np.cumsum(es, axis=1)], axis=1)
-    x = np.arange(cs.shape[1], dtype=np.float64)
+    s_n, n1 = es.shape
+    cs = np.zeros((s_n, n1 + 1))
+    np.cumsum(es, axis=1, out=cs[:, 1:])
     total = float(cs[:, -1].sum())
     if total <= 0:
         return 0.0
-    mass = 0.0
-    for s in range(es.shape[0]):
-        a = np.interp(cuts[s] - r, x, cs[s])
-        b = np.interp(cuts[s] + r + 1.0, x, cs[s])
-        mass += float(np.sum(b - a))
-    f = min(0.99, (2 * r + 1.0) / c)  # the share random windows would cover
+    a = np.clip(cuts - r, 0, n1)
+    b = np.clip(cuts + r + 1.0, 0, n1)
+    ia, ib = np.floor(a).astype(np.intp), np.floor(b).astype(np.intp)
+    rows = np.arange(s_n)[:, None]
+
+    def at(v: np.ndarray, i: np.ndarray) -> np.ndarray:  # cumulative sum at fractional v
+        j = np.minimum(i + 1, n1)
+        return cs[rows, i] + (v - i) * (cs[rows, j] - cs[rows, i])
+
+    mass = float(np.sum(at(b, ib) - at(a, ia)))
+    f = min(0.99, (2 * r + 1.0) / c)
     return (mass / total - f) / (1 - f)
+
+
+def hypothesis(e: np.ndarray, es: np.ndarray, c: float, lo: int, hi: int, refit: bool = True,
+               o: float | None = None) -> Hypothesis:
+    """Track the lattice of period ~c on the whole-axis evidence; refit period and phase
+    once on the boundaries that sit on evidence and track again; bend it strip by strip;
+    continue it into the margins; score it."""
+    n = len(e) - 1
+    x = np.arange(n + 1)
+    eb = no_border(e, c)
+    if o is None:
+        o = phase_of(eb, c)
+    cuts = track(eb, c, o)
+    k = np.nonzero((cuts > lo) & (cuts < hi))[0]
+    if refit and k.size >= 3:
+        w = np.interp(cuts[k], x, eb) + 1e-3
+        a = np.stack([np.ones(k.size), k.astype(float)], 1) * w[:, None]
+        sol = np.linalg.lstsq(a, cuts[k] * w, rcond=None)[0]
+        if 0.9 * c < sol[1] < 1.1 * c and abs(sol[1] / c - 1) > 0.002:
+            c = float(sol[1])
+            o = float(sol[0]) % c
+            cuts = track(eb, c, o)
+    esb = no_border(es, c)
+    bent = extend(bend(esb, cuts, c), lo, hi)
+    x_in = ((bent >= lo) & (bent <= hi)).mean(0).sum()
+    vals = esb[np.arange(len(esb))[:, None], np.clip(np.round(bent), 0, n).astype(np.intp)]
+    mc = cuts[(cuts >= lo) & (cuts <= hi)]
+    on = np.interp(mc, x, eb) >= SUPPORT_LEVEL
+    support = int(np.sum(on[1:] & on[:-1]))
+    return Hypothesis(c, o, bent, float(vals.sum() - KAPPA * x_in), coverage(esb, bent, c), support)
+
+
+def spectrum_candidates(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float, k: int = N_SPECTRAL) -> list[float]:
+    """Candidate periods: local maxima of the spectrum's harmonic sum, then of the plain
+    spectrum (k of each, best first, one per class of close periods)."""
+    seg = q[lo:hi] - q[lo:hi].mean()
+    n = len(seg)
+    if n < 4 or cmax <= cmin:
+        return []
+    nfft = 1 << int(np.ceil(np.log2(16 * n)))
+    mag = np.abs(np.fft.rfft(seg * np.hanning(n), nfft))
+    # period grid: step ~ c^2 / (4 n), a quarter of the spectral resolution
+    steps = [cmin]
+    while steps[-1] < cmax:
+        c = steps[-1]
+        steps.append(c + max(c * c / (4.0 * n), 0.002 * c))
+    per = np.array(steps)
+
+    def at(m: int) -> np.ndarray:
+        f = m / per
+        return np.where(f < 0.5, mag[np.clip(np.round(f * nfft).astype(int), 0, len(mag) - 1)], 0.0)
+
+    plain = at(1)
+    harmonic = plain + 0.6 * at(2) + 0.4 * at(3) + 0.3 * at(4)
+    out: list[float] = []
+    for score in (harmonic, plain):  # the fundamental, and whatever is strongest alone
+        peaks = np.nonzero((score[1:-1] >= score[:-2]) & (score[1:-1] >= score[2:]))[0] + 1
+        taken = 0
+        for i in peaks[np.argsort(-score[peaks])]:
+            if taken == k:
+                break
+            if all(abs(np.log(per[i] / c)) > CLASS_TOL for c in out):
+                out.append(float(per[i]))
+                taken += 1
+    return out
 
 
 def candidate_periods(e: np.ndarray, lo: int, hi: int, cmin: float, cmax: float,
                       prior: float | None) -> list[float]:
-    from .grid import _spectrum_candidates
-
-    cands = _spectrum_candidates(e, lo, hi, cmin, cmax)
-    if prior is not None:
+    """Spectral candidates, the prior, and the harmonics of the strongest ones (the
+    spectrum of a lattice with weak boundaries peaks at its harmonics), one per class."""
+    cands = spectrum_candidates(e, lo, hi, cmin, cmax)
+    if prior is not None and all(abs(np.log(prior / c)) > 0.01 for c in cands):
         cands.append(prior)
-    extra: list[float] = []
-    for c in cands[:6]:
+    for c in list(cands[:3]):
         for f in (2.0, 0.5, 3.0, 1.0 / 3.0):
-            if cmin <= c * f <= cmax and all(abs(c * f / x - 1) > 0.01 for x in cands + extra):
-                extra.append(c * f)
-    return cands + extra
+            if cmin <= c * f <= cmax and all(abs(np.log(c * f / x)) > CLASS_TOL for x in cands):
+                cands.append(c * f)
+    return cands
 
 
-def select(hyps: list[Hypothesis], tester: SplitTester | None, prior: float | None) -> Hypothesis:
+# ----------------------------------------------------------------------------------------
+# per-axis solve and the joint step
+# ----------------------------------------------------------------------------------------
+@dataclass
+class AxisState:
+    """One axis between hypothesis ranking and the final lattice (for the joint step)."""
+
+    e: np.ndarray
+    es: np.ndarray
+    lo: int
+    hi: int
+    size: int
+    hyps: list[Hypothesis] = field(default_factory=list)
+    choice: Hypothesis | None = None
+    tester: SplitTester | None = None
+
+    def rate(self, h: Hypothesis) -> float:
+        if h.rate != h.rate:
+            h.rate = self.tester.rate(h.cuts, h.c) if self.tester is not None else 0.0
+        return h.rate
+
+
+def select(st: AxisState, prior: float | None) -> Hypothesis:
     """The lattice that explains most of the evidence (`coverage`); a finer one instead
     when it breaks clearly fewer cells (it was too coarse); then the coarsest integer
     multiple of it that breaks no more cells (the extra boundaries sat on JPEG blocks,
     texture, dither or specks, not on cell borders)."""
-    reps: list[Hypothesis] = []  # one per period class: the best covering of close periods
-    for h in sorted(hyps, key=lambda h: -h.cover):
-        if all(abs(np.log(h.c / r.c)) > CLASS_TOL for r in reps):
-            reps.append(h)
+    reps = sorted(st.hyps, key=lambda h: -h.cover)
     best = reps[0]
     if prior is not None:
         near = [h for h in reps if abs(h.c / prior - 1) < 0.05 and h.cover >= MIN_COVER_SHARE * best.cover]
         if near:
             return near[0]
-    if tester is None:
+    if st.tester is None:
         return best
-
-    def rate(h: Hypothesis) -> float:
-        if h.rate != h.rate:
-            h.rate = tester.rate(h.cuts)
-        return h.rate
-
-    base, top = rate(best), best.cover
+    base, top = st.rate(best), best.cover
     if base > DEMOTE_MARGIN:  # too coarse: a finer lattice that breaks clearly fewer cells
-        finer = [h for h in reps[1:SELECT_TOP] if h.c < 0.8 * best.c and h.cover >= DEMOTE_COVER_SHARE * top
-                 and rate(h) < base - DEMOTE_MARGIN]
+        finer = [h for h in reps[1:] if h.c < 0.8 * best.c and h.cover >= DEMOTE_COVER_SHARE * top
+                 and st.rate(h) < base - DEMOTE_MARGIN]
         if finer:
-            low = min(rate(h) for h in finer)
-            best = max((h for h in finer if rate(h) <= low + RATE_MARGIN), key=lambda h: h.c)
-            base = rate(best)
+            low = min(st.rate(h) for h in finer)
+            best = max((h for h in finer if st.rate(h) <= low + RATE_MARGIN), key=lambda h: h.c)
+            base = st.rate(best)
     if base >= 1.0:  # untestable (cells too small or too few): a multiple must be near-perfect
         base = 0.0
     for h in sorted(reps, key=lambda h: -h.c):
         k = h.c / best.c
         if k < 1.5 or abs(k - round(k)) > MULTIPLE_TOL * k or h.cover < MIN_COVER_SHARE * top:
             continue
-        if rate(h) <= base + RATE_MARGIN:
+        if st.rate(h) <= base + RATE_MARGIN:
             return h
     return best
 
 
 def solve_axis(p: np.ndarray, size: int, tester: SplitTester | None = None, target: int | None = None,
-               min_period: float = MIN_PERIOD) -> Hypothesis | None:
+               min_period: float = MIN_PERIOD) -> AxisState:
+    """Rank the period hypotheses of one axis (strip profiles p, S x size) and choose."""
     e, es = normalise(p)
     lo, hi = evidence_span(e)
+    st = AxisState(e, es, lo, hi, size, tester=tester)
     if float(e.max()) <= 0:
-        return None
+        return st
     prior = size / target if target else None
     cmin = min(min_period, 0.8 * prior) if prior else min_period
     cmax = max(cmin * 1.01, max(hi - lo, size * 0.5) / MIN_CELLS)
     cands = candidate_periods(e, lo, hi, cmin, cmax, prior)
     if not cands:
-        return None
-    hyps = [hypothesis(e, es, c, lo, hi) for c in cands]
-    if prior is not None:
-        for h in hyps:
-            h.gain *= 1.0 + 0.5 * np.exp(-0.5 * (np.log(h.c / prior) / 0.03) ** 2)
-    return select(hyps, tester, prior)
+        return st
+    st.hyps = [hypothesis(e, es, c, lo, hi) for c in cands]
+    st.choice = select(st, prior)
+    return st
 
 
-def detect(rgba: np.ndarray, size: tuple[int, int] | None = None):
-    from .evidence import edge_evidence
-    from .grid import AxisGrid, Grid, features
+def square_pair(sx: AxisState, sy: AxisState) -> None:
+    """Tie-break toward square cells when the axes disagree.
 
+    Renders almost always have square art pixels. When the two axes chose clearly
+    different periods, the axis whose lattice at the other axis' period explains nearly
+    as much of its evidence (SQUARE_SHARE of its choice's coverage) without breaking
+    more cells takes that period; if both could, the coarser common period wins (see
+    `select`). Truly non-square cells survive: on both axes the square alternative loses
+    coverage or breaks cells.
+    """
+    if sx.choice is None or sy.choice is None:
+        return
+    cx, cy = sx.choice.c, sy.choice.c
+    if abs(np.log(cx / cy)) <= SQUARE_TOL:
+        return
+    best = None
+    for st, c_other in ((sx, cy), (sy, cx)):
+        alt = [h for h in st.hyps if abs(np.log(h.c / c_other)) <= SQUARE_TOL]
+        alt.append(hypothesis(st.e, st.es, c_other, st.lo, st.hi))
+        h = max(alt, key=lambda h: h.cover)
+        share = h.cover / max(st.choice.cover, 1e-9)
+        if share >= SQUARE_SHARE and st.rate(h) <= st.rate(st.choice) + RATE_MARGIN and (
+                best is None or h.c > best[0]):
+            best = (h.c, st, h)
+    if best is not None:
+        best[1].choice = best[2]
+
+
+def joint_period(sx: AxisState, sy: AxisState) -> None:
+    """Square cells, one period: when both axes chose the same period class, the axis
+    that measured it on fewer cells re-tracks with the support-weighted mean of both
+    periods. A flat panel with edges only at its sides keeps the cell size that the other
+    axis shows everywhere."""
+    if sx.choice is None or sy.choice is None:
+        return
+    hx, hy = sx.choice, sy.choice
+    r = abs(np.log(hx.c / hy.c))
+    if r > CLASS_TOL or r < 0.005:
+        return
+    wx, wy = hx.support + 1.0, hy.support + 1.0
+    c = (wx * hx.c + wy * hy.c) / (wx + wy)
+    st = sx if wx < wy else sy
+    st.choice = hypothesis(st.e, st.es, c, st.lo, st.hi, refit=False)
+
+
+# ----------------------------------------------------------------------------------------
+# confidence
+# ----------------------------------------------------------------------------------------
+@dataclass
+class AxisFit:
+    """The final lattice of one axis: per-strip boundaries of the counted cells."""
+
+    cuts: np.ndarray  # (S, n + 1)
+    at: np.ndarray  # (S,) strip centres along the other axis
+    period: float
+    phase: float
+    confidence: float = 1.0
+    alternatives: list[int] = field(default_factory=list)  # other plausible cell counts
+
+
+def axis_fit(st: AxisState, at: np.ndarray, target: int | None, exact: bool) -> AxisFit:
+    """Count the chosen hypothesis' cells and say how sure that count is.
+
+    Confidence is the lowest of: the edge cells' distance from the counting threshold
+    (a cell showing 0.38 or 0.42 of itself could go either way), the margin to the best
+    competing hypothesis of another period class that explains nearly as much, and the
+    amount of evidence (a lattice seen on fewer than 3 cells is a guess)."""
+    n = st.size
+    h = st.choice
+    if h is None:  # no edge stands out of the noise: one cell, or the target count
+        k = target or 1
+        cuts = np.linspace(0.0, float(n), k + 1)[None, :]
+        return AxisFit(cuts, at[:1] if len(at) else np.zeros(1), n / k, 0.0, 0.0 if not target else 1.0)
+    i, j, before, after = count_range(h.cuts, n)
+    if exact and target and j - i + 1 != target:
+        return exact_fit(st, at, target)
+    cuts = refine(no_border(st.es, h.c), h.cuts[:, i : j + 2], h.c) if j >= i else np.array([[0.0, float(n)]])
+    count = cuts.shape[1] - 1
+    period, phase = measure(no_border(st.e, h.c), cuts.mean(0), h.c, h.o)
+    alts: set[int] = set()
+    conf = 1.0
+    edge_cells = [(before, count + 1), (after, count + 1),  # a cell just outside could count ...
+                  (_visible(h.cuts[:, i : i + 2], n), count - 1),  # ... or an edge cell not
+                  (_visible(h.cuts[:, j : j + 2], n), count - 1)]
+    for v, other in edge_cells:
+        gap = abs(v - MIN_VISIBLE) / 0.2
+        if gap < 1.0:
+            conf = min(conf, gap)
+            alts.add(other)
+    for alt in st.hyps:
+        if alt is h or abs(np.log(alt.c / h.c)) < 0.01:
+            continue
+        ai, aj, _, _ = count_range(alt.cuts, n)
+        if aj - ai + 1 == count or alt.cover < 0.8 * h.cover:
+            continue
+        near = abs(np.log(alt.c / h.c)) <= 2 * CLASS_TOL  # the same cell size, another count
+        if near:
+            c_alt = 1.0 - (alt.cover / max(h.cover, 1e-9) - 0.8) / 0.2
+            conf = min(conf, max(c_alt, 0.0))
+            alts.add(aj - ai + 1)
+    conf = min(conf, min(1.0, h.support / 3.0), max(0.0, min(1.0, h.cover / 0.3)))
+    return AxisFit(cuts, at, period, phase, float(np.clip(conf, 0.0, 1.0)),
+                   sorted(a for a in alts if a > 0 and a != count))
+
+
+def refine(es: np.ndarray, cuts: np.ndarray, c: float) -> np.ndarray:
+    """Each boundary moved to the centre of its strip's evidence within min(EDGE_HALF,
+    c / 4) (sub-pixel; the trackers search on a grid of c / 16). Boundaries without
+    evidence there stay where they are."""
+    n1 = es.shape[1]
+    r = int(np.floor(min(EDGE_HALF, c / 4.0)))
+    if r < 1:
+        return cuts
+    base = np.round(cuts).astype(np.intp)
+    idx = base[..., None] + np.arange(-r, r + 1)  # (S, K, 2r + 1)
+    ok = (idx >= 0) & (idx < n1)
+    w = es[np.arange(es.shape[0])[:, None, None], np.clip(idx, 0, n1 - 1)] * ok
+    mass = w.sum(-1)
+    cen = (w * idx).sum(-1) / np.maximum(mass, 1e-12)
+    return np.where(mass > 0.05, cen, cuts)
+
+
+def measure(e: np.ndarray, cuts: np.ndarray, c: float, o: float) -> tuple[float, float]:
+    """Mean period and phase of the fitted boundaries: a line through the boundaries that
+    sit on evidence (weighted by it), or the hypothesis' own when there are too few."""
+    x = np.arange(len(e))
+    w = np.interp(cuts, x, e)
+    k = np.arange(len(cuts), dtype=float)
+    if np.count_nonzero(w > 0.05) < 3:
+        return float(c), float(o)
+    a = np.stack([np.ones_like(k), k], 1) * w[:, None]
+    sol = np.linalg.lstsq(a, cuts * w, rcond=None)[0]
+    period = float(sol[1])
+    if not 0.8 * c < period < 1.25 * c:
+        return float(c), float(o)
+    return period, float(sol[0] % period)
+
+
+def _visible(cell: np.ndarray, n: int) -> float:
+    a, b = cell[:, 0], cell[:, 1]
+    return float(np.mean(np.clip(np.minimum(b, n) - np.maximum(a, 0), 0, None) / np.maximum(b - a, 1e-9)))
+
+
+def exact_fit(st: AxisState, at: np.ndarray, target: int) -> AxisFit:
+    """Exactly `target` cells: the tracked lattice at period n / target (tried at a few
+    nearby periods), else the uniform lattice n / target from 0."""
+    n = st.size
+    c0 = n / target
+    if float(st.e.max()) > 0:
+        for rel in (0.0, 0.01, -0.01, 0.02, -0.02, 0.04, -0.04):
+            h = hypothesis(st.e, st.es, c0 * (1 + rel), st.lo, st.hi, refit=False)
+            i, j, _, _ = count_range(h.cuts, n)
+            if j - i + 1 == target:
+                return AxisFit(h.cuts[:, i : j + 2], at, float(h.c), float(h.o), 1.0)
+    cuts = np.linspace(0.0, float(n), target + 1)[None, :]
+    return AxisFit(cuts, at[:1] if len(at) else np.zeros(1), c0, 0.0, 1.0)
+
+
+def forced_fit(st: AxisState, at: np.ndarray, c: float, o: float | None) -> AxisFit:
+    """The user's cell size (and offset): with an offset, exactly the uniform lattice
+    o + k c; without, the lattice of period c tracked on the evidence (its phase and
+    drift found, its period kept)."""
+    n = st.size
+    if o is None and float(st.e.max()) > 0:
+        h = hypothesis(st.e, st.es, c, st.lo, st.hi, refit=False)
+        cuts = count_cells(h.cuts, n)
+        return AxisFit(cuts, at, c, float(h.o), 1.0)
+    o = 0.0 if o is None else float(o) % c
+    k0 = int(np.floor(-o / c)) - 1
+    k1 = int(np.ceil((n - o) / c)) + 1
+    cuts = count_cells((o + c * np.arange(k0, k1 + 1))[None, :], n)
+    return AxisFit(cuts, at[:1] if len(at) else np.zeros(1), c, o, 1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# entry point
+# ----------------------------------------------------------------------------------------
+def _lines(rgba: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """Premultiplied RGBA float32 of the sampled rows (axis 0) or columns (axis 1), as
+    (lines, length, 4)."""
+    sub = rgba[idx] if axis == 0 else rgba[:, idx].transpose(1, 0, 2)
+    f = sub.astype(np.float32)
+    f[..., :3] *= f[..., 3:4] / 255.0
+    return f
+
+
+def fit_axes(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bool = False,
+             cell: tuple[float, float] | None = None, offset: tuple[float, float] | None = None,
+             ev: Evidence | None = None) -> tuple[AxisFit, AxisFit]:
+    """Fit the lattice of an RGBA uint8 image: (x axis, y axis).
+
+    size: known native (w, h), a hint (a prior on the period) or, with exact=True, the
+    exact cell count. cell: forced cell size (w, h) in input px; offset: forced position
+    of a cell boundary (x, y) (needs cell).
+    """
     h, w = rgba.shape[:2]
-    ev = edge_evidence(rgba)
-    feat = features(rgba)
+    ev = ev if ev is not None else edge_evidence(rgba)
+    fits = _fit_axes(rgba, ev, size, exact, cell, offset)
+    c_min = min(f.period for f in fits)
+    if ev.block > 1 and c_min < 2 * ev.block and cell is None:
+        # lines were averaged over more than half a cell: steps of neighbouring cell rows
+        # mixed; measure again with blocks of at most half a cell
+        ev = edge_evidence(rgba, k=max(1, int(c_min // 2)))
+        fits = _fit_axes(rgba, ev, size, exact, cell, offset)
+    return fits
+
+
+def _fit_axes(rgba: np.ndarray, ev: Evidence, size: tuple[int, int] | None, exact: bool,
+              cell: tuple[float, float] | None, offset: tuple[float, float] | None) -> tuple[AxisFit, AxisFit]:
+    h, w = rgba.shape[:2]
     ry = np.arange(0, h, max(1, h // TEST_LINES))
     cx = np.arange(0, w, max(1, w // TEST_LINES))
-    rows = feat[ry]
-    cols = feat[:, cx].transpose(1, 0, 2)
     tw, th = size if size is not None else (None, None)
-    out = []
-    for p, n, lines, at, bounds, t in ((ev.px, w, rows, ry, ev.rows_x, tw), (ev.py, h, cols, cx, ev.cols_y, th)):
-        centres = 0.5 * (bounds[:-1] + bounds[1:])
-        hyp = solve_axis(p, n, SplitTester(lines, at + 0.5, centres), t)
-        if hyp is None:
-            c = n / t if t else float(n)
-            out.append(AxisGrid(np.linspace(0.0, float(n), (t or 1) + 1), c, 0.0))
+    states, ats = [], []
+    for k, (p, n, bounds, lines, t) in enumerate(((ev.px, w, ev.rows_x, ry, tw), (ev.py, h, ev.cols_y, cx, th))):
+        at = 0.5 * (bounds[:-1] + bounds[1:])
+        ats.append(at)
+        if cell is not None or (exact and t):
+            e, es = normalise(p)
+            lo, hi = evidence_span(e)
+            states.append(AxisState(e, es, lo, hi, n))
             continue
-        cuts = count_cells(hyp.mean_cuts, n)
-        out.append(AxisGrid(cuts, hyp.c, hyp.o))
-    return Grid(out[0], out[1])
+        tester = SplitTester(_lines(rgba, lines, k), lines + 0.5, at)
+        states.append(solve_axis(p, n, tester, t))
+    if cell is not None:
+        offs = offset if offset is not None else (None, None)
+        return (forced_fit(states[0], ats[0], float(cell[0]), offs[0]),
+                forced_fit(states[1], ats[1], float(cell[1]), offs[1]))
+    if exact and size is not None:
+        return exact_fit(states[0], ats[0], int(tw)), exact_fit(states[1], ats[1], int(th))
+    if size is None:
+        square_pair(*states)
+        joint_period(*states)
+    return (axis_fit(states[0], ats[0], tw, exact), axis_fit(states[1], ats[1], th, exact))
+
+
+def describe(fx: AxisFit, fy: AxisFit) -> str | None:
+    """A sentence for a user when the lattice is uncertain, else None."""
+    parts = []
+    for f, name in ((fx, "columns"), (fy, "rows")):
+        if f.confidence >= LOW_CONFIDENCE:
+            continue
+        n = f.cuts.shape[1] - 1
+        if f.confidence == 0.0 and f.cuts.shape[1] == 2 and not f.alternatives:
+            parts.append(f"no pixel grid found along the {name}")
+            continue
+        counts = sorted({n, *f.alternatives})
+        if len(counts) == 1:
+            parts.append(f"{n} {name} (little evidence)")
+        else:
+            parts.append(" or ".join(str(v) for v in counts) + f" {name}")
+    if not parts:
+        return None
+    return "grid uncertain: " + "; ".join(parts)
