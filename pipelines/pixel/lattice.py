@@ -50,7 +50,8 @@ WMIN, WMAX = 0.7, 1.4  # cell widths allowed, relative to the period
 LAM_TRACK = 30.0  # cost of a width change, per (change / period)^2, along the whole axis
 LAM_BEND, NU_BEND = 30.0, 2.0  # ... per strip, and of a strip straying from the axis' lattice
 REACH_TRACK, REACH_BEND = 1.5, 0.4  # how far (cells) a boundary may stray from its reference
-STEPS = 12  # positions per cell searched by the tracker (the bend refines to 1/16)
+STEPS = 8  # positions per cell searched by the tracker (the bend refines to 1/16, then sub-pixel)
+PRUNE_SHARE = 0.3  # hypotheses explaining less than this share of the best one's evidence are dropped
 MIN_VISIBLE = 0.4  # share of a cell inside the image for it to count
 MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
 MIN_CELLS = 2.5  # the largest period searched is (art extent) / MIN_CELLS
@@ -70,7 +71,7 @@ MIN_COVER_SHARE = 0.5  # a coarser multiple must keep this share of the choice's
 SQUARE_TOL = 0.08  # |log(cx / cy)| above which the axes "disagree"
 SQUARE_SHARE = 0.7  # ... and a square alternative needs this share of the choice's coverage
 N_SPECTRAL = 4  # spectral peaks taken (harmonic sum and plain), before harmonics
-TEST_LINES = 160  # lines sampled per axis for the split test
+TEST_LINES = 120  # lines sampled per axis for the split test
 SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
 MIN_TESTED = 4  # a lattice needs this many inner cells per line for the split test to vouch for it
@@ -143,74 +144,94 @@ def evidence_span(e: np.ndarray) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------
 # tracking
 # ----------------------------------------------------------------------------------------
-def viterbi(ref: np.ndarray, e: np.ndarray, c: float, ds: np.ndarray, lam: float, nu: float) -> np.ndarray:
-    """Boundaries ref[k] + d_k (one sequence per row of e), d_k taken from ds, by Viterbi
-    along k, vectorised over the rows.
+def viterbi(refs: list[np.ndarray], rows: list[np.ndarray], cs: list[float], ds: np.ndarray, lam: float,
+            nu: float, bounded: bool) -> list[np.ndarray]:
+    """Boundaries refs[h][k] + c_h * d_k for several lattices at once, by Viterbi along k.
 
-    e: (S, n + 1) evidence at boundary positions 0..n (interpolated between them). Score:
-    evidence at the boundaries, minus lam * ((d_k - d_{k-1}) / c)^2 (the width of cell k
-    moves away from the reference width) and nu * (d_k / c)^2 (the boundary strays from
-    its reference). Cell widths stay within [WMIN, WMAX] c. Returns (S, K) positions.
+    refs[h]: (K_h,) reference positions of lattice h with period cs[h]; rows[h]:
+    (S_h, n + 1) evidence at boundary positions 0..n, one boundary sequence per row;
+    ds: displacements in cells (the same states for every lattice). Score: evidence at
+    the boundaries (interpolated), minus lam * (d_k - d_{k-1})^2 (the width of cell k
+    moves away from its reference width) and nu * d_k^2 (the boundary strays from its
+    reference). bounded: widths must stay within [WMIN, WMAX] periods (reference
+    spacing one period). All lattices run in one loop over k (padded to the longest),
+    vectorised over every row of every lattice. Returns [(S_h, K_h)] positions.
     """
-    s_rows, n1 = e.shape
-    k_n, nd = len(ref), len(ds)
-    pos = ref[:, None] + ds[None, :]  # (K, nd)
+    ks = np.array([len(r) for r in refs])
+    k_max, nd = int(ks.max()), len(ds)
+    owner = np.repeat(np.arange(len(refs)), [len(r) for r in rows])
+    ev = np.concatenate(rows)  # (R, n + 1)
+    n1 = ev.shape[1]
+    ref = np.stack([np.pad(r, (0, k_max - len(r)), mode="edge") for r in refs])[owner]  # (R, K)
+    c = np.asarray(cs, dtype=np.float64)[owner]
+    pos = ref[:, :, None] + c[:, None, None] * ds[None, None, :]  # (R, K, nd)
     idx = np.clip(pos, 0, n1 - 1)
     i0 = np.floor(idx).astype(np.intp).clip(0, max(n1 - 2, 0))
     fr = idx - i0
-    inside = (pos >= 0) & (pos <= n1 - 1)
-    un = (e[:, i0] * (1 - fr) + e[:, np.minimum(i0 + 1, n1 - 1)] * fr) * inside  # (S, K, nd)
-    un -= nu * (ds / c) ** 2
+    r_ix = np.arange(len(ev))[:, None, None]
+    un = ev[r_ix, i0] * (1 - fr) + ev[r_ix, np.minimum(i0 + 1, n1 - 1)] * fr
+    un *= (pos >= 0) & (pos <= n1 - 1)
+    un -= nu * ds**2
+    last = ks[owner] - 1  # each row ends at its own last boundary (later steps are padding)
     dd = ds[:, None] - ds[None, :]  # (current, previous)
-    pair = lam * (dd / c) ** 2
-    widths = np.diff(ref)
-    uniform = bool(np.all(np.abs(widths - widths[0]) < 1e-6)) if k_n > 1 else True
-    if uniform and k_n > 1:
-        w = widths[0] + dd
-        pair = np.where((w < WMIN * c) | (w > WMAX * c), np.inf, pair)
+    pair = lam * dd**2
+    if bounded:
+        pair = np.where((1 + dd < WMIN) | (1 + dd > WMAX), np.inf, pair)
     score = un[:, 0].copy()
-    back = np.empty((k_n, s_rows, nd), dtype=np.int16)
-    for k in range(1, k_n):
-        cost = pair
-        if not uniform:
-            w = widths[k - 1] + dd
-            cost = np.where(w < 0.3 * c, np.inf, pair)  # bends never fold a cell
-        tot = score[:, None, :] - cost  # (S, current, previous)
-        j = np.argmax(tot, axis=2)
-        back[k] = j
-        score = np.take_along_axis(tot, j[..., None], 2)[..., 0] + un[:, k]
-    path = np.empty((s_rows, k_n), dtype=np.intp)
-    path[:, -1] = np.argmax(score, axis=1)
-    rows = np.arange(s_rows)
-    for k in range(k_n - 1, 0, -1):
-        path[:, k - 1] = back[k, rows, path[:, k]]
-    return ref[None, :] + ds[path]
+    end = np.zeros((len(ev), nd))
+    end[last == 0] = score[last == 0]
+    back = np.empty((k_max, len(ev), nd), dtype=np.int16)
+    for k in range(1, k_max):
+        tot = score[:, None, :] - pair  # (R, current, previous)
+        back[k] = tot.argmax(axis=2)
+        score = tot.max(axis=2) + un[:, k]
+        done = last == k
+        if done.any():
+            end[done] = score[done]
+    r_all = np.arange(len(ev))
+    path = np.empty((len(ev), k_max), dtype=np.intp)
+    final = end.argmax(axis=1)
+    path[:, -1] = final
+    for k in range(k_max - 1, 0, -1):
+        prev = back[k, r_all, path[:, k]]
+        path[:, k - 1] = np.where(k - 1 >= last, final, prev)
+    out = ref + c[:, None] * ds[path]
+    return [out[owner == h, : ks[h]] for h in range(len(refs))]
 
 
-def track(e: np.ndarray, c: float, o: float) -> np.ndarray:
-    """Boundaries o + k c + d_k covering [-1.5 c, n + 1.5 c] of 1-D evidence e, with
-    |d_k| <= REACH_TRACK cells (see `viterbi`)."""
-    n = len(e) - 1
+def track(es: list[np.ndarray], cs: list[float], os: list[float]) -> list[np.ndarray]:
+    """Boundaries o + k c + c d_k covering [-1.5 c, n + 1.5 c] of 1-D evidence e, with
+    |d_k| <= REACH_TRACK, for several (e, c, o) at once (see `viterbi`)."""
+    refs = []
+    for e, c, o in zip(es, cs, os, strict=True):
+        n = len(e) - 1
+        k0 = int(np.floor((-1.5 * c - o) / c)) - 1
+        k1 = int(np.ceil((n + 1.5 * c - o) / c)) + 1
+        refs.append(o + c * np.arange(k0, k1 + 1))
     r = int(REACH_TRACK * STEPS)
-    ds = np.arange(-r, r + 1) * (c / STEPS)
-    k0 = int(np.floor((-1.5 * c - o) / c)) - 1
-    k1 = int(np.ceil((n + 1.5 * c - o) / c)) + 1
-    ref = o + c * np.arange(k0, k1 + 1)
-    return viterbi(ref, e[None, :], c, ds, LAM_TRACK, 0.0)[0]
+    ds = np.arange(-r, r + 1) / STEPS
+    return [t[0] for t in viterbi(refs, [e[None, :] for e in es], cs, ds, LAM_TRACK, 0.0, True)]
 
 
-def bend(es: np.ndarray, cuts: np.ndarray, c: float) -> np.ndarray:
-    """Per strip, move every boundary of `cuts` by up to REACH_BEND cells to follow that
-    strip's evidence es[s] (S, n + 1): bent lines and a slight rotation. Each strip's
-    evidence is blended with its neighbours' (1/4, 1/2, 1/4), so a strip with nothing to
-    show follows the strips around it. Returns (S, K)."""
-    if es.shape[0] == 1:
-        return cuts[None, :]
-    pad = np.concatenate([es[:1], es, es[-1:]])
-    blend = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
+def bend(ess: list[np.ndarray], cuts: list[np.ndarray], cs: list[float]) -> list[np.ndarray]:
+    """Per strip, move every boundary of a lattice by up to REACH_BEND cells to follow that
+    strip's evidence (S, n + 1): bent lines and a slight rotation, for several lattices at
+    once. Each strip's evidence is blended with its neighbours' (1/4, 1/2, 1/4), so a strip
+    with nothing to show follows the strips around it. A strip whose boundaries would fold
+    a cell keeps the straight lattice. Returns [(S, K)]."""
+    if ess[0].shape[0] == 1:
+        return [k[None, :] for k in cuts]
+    blends = []
+    for es in ess:
+        pad = np.concatenate([es[:1], es, es[-1:]])
+        blends.append(0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:])
     r = int(REACH_BEND * 16)
-    ds = np.arange(-r, r + 1) * (c / 16)
-    return viterbi(cuts, blend, c, ds, LAM_BEND, NU_BEND)
+    ds = np.arange(-r, r + 1) / 16
+    out = viterbi(cuts, blends, cs, ds, LAM_BEND, NU_BEND, False)
+    for b, k, c in zip(out, cuts, cs, strict=True):
+        folded = np.any(np.diff(b, axis=1) < 0.3 * c, axis=1)
+        b[folded] = k
+    return out
 
 
 def extend(cuts: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -273,9 +294,10 @@ class SplitTester:
         r, n, ch = lines.shape
         self.n_lines, self.length = r, n
         self.spacing = float(np.median(np.diff(at))) if r > 1 else 1.0
-        self.prefix = np.zeros((r, n + 1, ch))
-        np.cumsum(lines, axis=1, dtype=np.float64, out=self.prefix[:, 1:])
-        d = np.abs(np.diff(lines[:, ::2], axis=1)).reshape(-1, ch) if n > 3 else np.zeros((1, ch))
+        self.prefix = np.zeros((r, n + 1, ch), np.float32)
+        np.cumsum(lines, axis=1, dtype=np.float32, out=self.prefix[:, 1:])
+        sub = lines[::4]
+        d = np.abs(np.diff(sub, axis=1)).reshape(-1, ch) if n > 3 else np.zeros((1, ch))
         self.sigma = np.maximum(1.4826 * np.median(d, axis=0) / np.sqrt(2.0), 1.0)
         s_n = len(centres)
         if s_n == 1:
@@ -381,34 +403,61 @@ def coverage(es: np.ndarray, cuts: np.ndarray, c: float) -> float:
     return (mass / total - f) / (1 - f)
 
 
-def hypothesis(e: np.ndarray, es: np.ndarray, c: float, lo: int, hi: int, refit: bool = True,
-               o: float | None = None) -> Hypothesis:
-    """Track the lattice of period ~c on the whole-axis evidence; refit period and phase
-    once on the boundaries that sit on evidence and track again; bend it strip by strip;
-    continue it into the margins; score it."""
+def hypotheses(e: np.ndarray, es: np.ndarray, cs: list[float], lo: int, hi: int, refit: bool = True,
+               os: list[float] | None = None) -> list[Hypothesis]:
+    """For each period ~c: track the lattice on the whole-axis evidence; refit period and
+    phase once on the boundaries that sit on evidence and track again; bend it strip by
+    strip; continue it into the margins; score it. All periods run together."""
     n = len(e) - 1
     x = np.arange(n + 1)
-    eb = no_border(e, c)
-    if o is None:
-        o = phase_of(eb, c)
-    cuts = track(eb, c, o)
-    k = np.nonzero((cuts > lo) & (cuts < hi))[0]
-    if refit and k.size >= 3:
-        w = np.interp(cuts[k], x, eb) + 1e-3
-        a = np.stack([np.ones(k.size), k.astype(float)], 1) * w[:, None]
-        sol = np.linalg.lstsq(a, cuts[k] * w, rcond=None)[0]
-        if 0.9 * c < sol[1] < 1.1 * c and abs(sol[1] / c - 1) > 0.002:
-            c = float(sol[1])
-            o = float(sol[0]) % c
-            cuts = track(eb, c, o)
-    esb = no_border(es, c)
-    bent = extend(bend(esb, cuts, c), lo, hi)
-    x_in = ((bent >= lo) & (bent <= hi)).mean(0).sum()
-    vals = esb[np.arange(len(esb))[:, None], np.clip(np.round(bent), 0, n).astype(np.intp)]
-    mc = cuts[(cuts >= lo) & (cuts <= hi)]
-    on = np.interp(mc, x, eb) >= SUPPORT_LEVEL
-    support = int(np.sum(on[1:] & on[:-1]))
-    return Hypothesis(c, o, bent, float(vals.sum() - KAPPA * x_in), coverage(esb, bent, c), support)
+    cs = [float(c) for c in cs]
+    ebs = [no_border(e, c) for c in cs]
+    os = [phase_of(eb, c) for eb, c in zip(ebs, cs, strict=True)] if os is None else list(os)
+    cuts = track(ebs, cs, os)
+    if len(cs) > 2:  # lattices that explain hardly any of the evidence are not refined
+        pre = [coverage(eb[None], k[None], c) for eb, k, c in zip(ebs, cuts, cs, strict=True)]
+        keep = [h for h in range(len(cs)) if pre[h] >= 0.5 * PRUNE_SHARE * max(pre)]
+        cs, os, cuts, ebs = ([v[h] for h in keep] for v in (cs, os, cuts, ebs))
+    if refit:
+        again = []
+        for h, (k_cuts, eb, c) in enumerate(zip(cuts, ebs, cs, strict=True)):
+            k = np.nonzero((k_cuts > lo) & (k_cuts < hi))[0]
+            if k.size < 3:
+                continue
+            w = np.interp(k_cuts[k], x, eb) + 1e-3
+            a = np.stack([np.ones(k.size), k.astype(float)], 1) * w[:, None]
+            sol = np.linalg.lstsq(a, k_cuts[k] * w, rcond=None)[0]
+            if 0.9 * c < sol[1] < 1.1 * c and abs(sol[1] / c - 1) > 0.002:
+                cs[h] = float(sol[1])
+                os[h] = float(sol[0]) % cs[h]
+                ebs[h] = no_border(e, cs[h])
+                again.append(h)
+        if again:
+            for h, t in zip(again, track([ebs[h] for h in again], [cs[h] for h in again], [os[h] for h in again]),
+                            strict=True):
+                cuts[h] = t
+    if len(cs) > 2:  # only lattices that explain a fair share of the evidence are bent and kept
+        pre = [coverage(eb[None], k[None], c) for eb, k, c in zip(ebs, cuts, cs, strict=True)]
+        keep = [h for h in range(len(cs)) if pre[h] >= PRUNE_SHARE * max(pre)]
+        cs, os, cuts, ebs = ([v[h] for h in keep] for v in (cs, os, cuts, ebs))
+    esbs = [no_border(es, c) for c in cs]
+    bents = bend(esbs, cuts, cs)
+    out = []
+    for c, o, k_cuts, eb, esb, bent in zip(cs, os, cuts, ebs, esbs, bents, strict=True):
+        bent = extend(bent, lo, hi)
+        x_in = ((bent >= lo) & (bent <= hi)).mean(0).sum()
+        vals = esb[np.arange(len(esb))[:, None], np.clip(np.round(bent), 0, n).astype(np.intp)]
+        mc = k_cuts[(k_cuts >= lo) & (k_cuts <= hi)]
+        on = np.interp(mc, x, eb) >= SUPPORT_LEVEL
+        support = int(np.sum(on[1:] & on[:-1]))
+        out.append(Hypothesis(c, o, bent, float(vals.sum() - KAPPA * x_in), coverage(esb, bent, c), support))
+    return out
+
+
+def hypothesis(e: np.ndarray, es: np.ndarray, c: float, lo: int, hi: int, refit: bool = True,
+               o: float | None = None) -> Hypothesis:
+    """One period's hypothesis (see `hypotheses`)."""
+    return hypotheses(e, es, [c], lo, hi, refit, None if o is None else [o])[0]
 
 
 def spectrum_candidates(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: float, k: int = N_SPECTRAL) -> list[float]:
@@ -420,7 +469,8 @@ def spectrum_candidates(q: np.ndarray, lo: int, hi: int, cmin: float, cmax: floa
         return []
     nfft = 1 << int(np.ceil(np.log2(16 * n)))
     mag = np.abs(np.fft.rfft(seg * np.hanning(n), nfft))
-    # period grid: step ~ c^2 / (4 n), a quarter of the spectral resolution
+    # period grid: step ~ c^2 / (4 n), a quarter of the spectral resolution (at least 0.2 %):
+    # geometric up to c* = 0.008 n, then even steps in 1 / c
     steps = [cmin]
     while steps[-1] < cmax:
         c = steps[-1]
@@ -528,7 +578,7 @@ def solve_axis(p: np.ndarray, size: int, tester: SplitTester | None = None, targ
     cands = candidate_periods(e, lo, hi, cmin, cmax, prior)
     if not cands:
         return st
-    st.hyps = [hypothesis(e, es, c, lo, hi) for c in cands]
+    st.hyps = hypotheses(e, es, cands, lo, hi)
     st.choice = select(st, prior)
     return st
 
@@ -715,7 +765,8 @@ def _lines(rgba: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     (lines, length, 4)."""
     sub = rgba[idx] if axis == 0 else rgba[:, idx].transpose(1, 0, 2)
     f = sub.astype(np.float32)
-    f[..., :3] *= f[..., 3:4] / 255.0
+    if not bool(np.all(sub[..., 3] == 255)):
+        f[..., :3] *= f[..., 3:4] * (1.0 / 255.0)
     return f
 
 
