@@ -603,6 +603,9 @@ def square_pair(sx: AxisState, sy: AxisState) -> None:
         alt = [h for h in st.hyps if abs(np.log(h.c / c_other)) <= SQUARE_TOL]
         alt.append(hypothesis(st.e, st.es, c_other, st.lo, st.hi))
         h = max(alt, key=lambda h: h.cover)
+        seen = measure(no_border(st.e, h.c), h.mean_cuts, h.c, h.o)[0]
+        if abs(np.log(seen / c_other)) > SQUARE_TOL / 2:
+            continue  # the tracker bent the other period onto this axis' own cells: not square
         share = h.cover / max(st.choice.cover, 1e-9)
         if share >= SQUARE_SHARE and st.rate(h) <= st.rate(st.choice) + RATE_MARGIN and (
                 best is None or h.c > best[0]):
