@@ -204,16 +204,32 @@ def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = No
         grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact", cell=params.cell,
                            offset=params.offset)
     native = grid.cell == (1.0, 1.0) and params.size is None and params.cell is None
-    samples = sample_cells(rgba, grid, interior=1.0 if native else 0.6)
+    samples = sample_cells(rgba, grid, max_samples=6, interior=1.0 if native else 0.6)
     opaque, colour = cell_colours(samples)  # robust to anti-aliased borders and specks
     return _Cells(grid, samples, opaque, colour, native, rgba)
+
+
+def _dedupe_rows(a: np.ndarray) -> np.ndarray:
+    _, first = np.unique(a, axis=0, return_index=True)
+    return a[np.sort(first)]
 
 
 def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
     cols = cells.median[cells.opaque]
     if len(cols) == 0:
         return np.zeros((0, 3), np.uint8)
-    return build_palette(cols, n_colors=params.colors)
+    # cluster on colours rounded to 4 levels (shading and noise make every cell distinct,
+    # clustering thousands of near-duplicates is slow), then give every entry back the
+    # most common real cell colour that rounds to it
+    q = (cols // 4) * 4 + 2
+    pal = build_palette(q, n_colors=params.colors)
+    uq, inv, cnt = np.unique(cols, axis=0, return_inverse=True, return_counts=True)
+    uqq = (uq // 4) * 4 + 2
+    out = []
+    for entry in pal:
+        m = np.nonzero(np.all(uqq == entry, axis=1))[0]
+        out.append(uq[m[np.argmax(cnt[m])]] if m.size else entry)
+    return _dedupe_rows(np.array(out, np.uint8).reshape(-1, 3))
 
 
 def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int] | None:

@@ -51,6 +51,7 @@ LAM_TRACK = 30.0  # cost of a width change, per (change / period)^2, along the w
 LAM_BEND, NU_BEND = 30.0, 2.0  # ... per strip, and of a strip straying from the axis' lattice
 REACH_TRACK, REACH_BEND = 1.5, 0.4  # how far (cells) a boundary may stray from its reference
 STEPS = 8  # positions per cell searched by the tracker (the bend refines to 1/16, then sub-pixel)
+MAX_BENT = 99  # at most this many hypotheses per axis are bent and compared
 PRUNE_SHARE = 0.3  # hypotheses explaining less than this share of the best one's evidence are dropped
 MIN_VISIBLE = 0.4  # share of a cell inside the image for it to count
 MIN_PERIOD = 3.0  # auto search floor (input px per art pixel); lower only with a size hint
@@ -70,7 +71,8 @@ DEMOTE_COVER_SHARE = 0.5  # ... and keep this share of its coverage
 MIN_COVER_SHARE = 0.5  # a coarser multiple must keep this share of the choice's coverage
 SQUARE_TOL = 0.08  # |log(cx / cy)| above which the axes "disagree"
 SQUARE_SHARE = 0.7  # ... and a square alternative needs this share of the choice's coverage
-N_SPECTRAL = 4  # spectral peaks taken (harmonic sum and plain), before harmonics
+N_SPECTRAL = 3  # spectral peaks taken (harmonic sum and plain), before harmonics
+BLOCK_HALF = 4  # lines averaged for the evidence on a half-size copy (8 input lines)
 TEST_LINES = 120  # lines sampled per axis for the split test
 SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an edge ...
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
@@ -160,9 +162,18 @@ def viterbi(refs: list[np.ndarray], rows: list[np.ndarray], cs: list[float], ds:
     ks = np.array([len(r) for r in refs])
     k_max, nd = int(ks.max()), len(ds)
     owner = np.repeat(np.arange(len(refs)), [len(r) for r in rows])
-    ev = np.concatenate(rows)  # (R, n + 1)
-    n1 = ev.shape[1]
-    ref = np.stack([np.pad(r, (0, k_max - len(r)), mode="edge") for r in refs])[owner]  # (R, K)
+    n1 = max(r.shape[1] for r in rows)  # rows of different axes are padded to the longest
+    ev = np.zeros((len(owner), n1))
+    n_row = np.empty(len(owner), dtype=np.intp)
+    ref_h = np.empty((len(refs), k_max))
+    i = 0
+    for h, (r, rr) in enumerate(zip(rows, refs, strict=True)):
+        ev[i : i + len(r), : r.shape[1]] = r
+        n_row[i : i + len(r)] = r.shape[1] - 1
+        i += len(r)
+        ref_h[h, : len(rr)] = rr
+        ref_h[h, len(rr) :] = rr[-1]
+    ref = ref_h[owner]  # (R, K)
     c = np.asarray(cs, dtype=np.float64)[owner]
     pos = ref[:, :, None] + c[:, None, None] * ds[None, None, :]  # (R, K, nd)
     idx = np.clip(pos, 0, n1 - 1)
@@ -170,7 +181,7 @@ def viterbi(refs: list[np.ndarray], rows: list[np.ndarray], cs: list[float], ds:
     fr = idx - i0
     r_ix = np.arange(len(ev))[:, None, None]
     un = ev[r_ix, i0] * (1 - fr) + ev[r_ix, np.minimum(i0 + 1, n1 - 1)] * fr
-    un *= (pos >= 0) & (pos <= n1 - 1)
+    un *= (pos >= 0) & (pos <= n_row[:, None, None])
     un -= nu * ds**2
     last = ks[owner] - 1  # each row ends at its own last boundary (later steps are padding)
     dd = ds[:, None] - ds[None, :]  # (current, previous)
@@ -180,13 +191,16 @@ def viterbi(refs: list[np.ndarray], rows: list[np.ndarray], cs: list[float], ds:
     score = un[:, 0].copy()
     end = np.zeros((len(ev), nd))
     end[last == 0] = score[last == 0]
-    back = np.empty((k_max, len(ev), nd), dtype=np.int16)
+    back = np.empty((k_max, len(ev), nd), dtype=np.intp)
+    tot = np.empty((len(ev), nd, nd))
+    ends = {int(k): last == k for k in np.unique(last) if k > 0}
     for k in range(1, k_max):
-        tot = score[:, None, :] - pair  # (R, current, previous)
-        back[k] = tot.argmax(axis=2)
-        score = tot.max(axis=2) + un[:, k]
-        done = last == k
-        if done.any():
+        np.subtract(score[:, None, :], pair, out=tot)  # (R, current, previous)
+        tot.argmax(axis=2, out=back[k])
+        tot.max(axis=2, out=score)
+        score += un[:, k]
+        done = ends.get(k)
+        if done is not None:
             end[done] = score[done]
     r_all = np.arange(len(ev))
     path = np.empty((len(ev), k_max), dtype=np.intp)
@@ -294,11 +308,11 @@ class SplitTester:
         r, n, ch = lines.shape
         self.n_lines, self.length = r, n
         self.spacing = float(np.median(np.diff(at))) if r > 1 else 1.0
-        self.prefix = np.zeros((r, n + 1, ch), np.float32)
-        np.cumsum(lines, axis=1, dtype=np.float32, out=self.prefix[:, 1:])
-        sub = lines[::4]
-        d = np.abs(np.diff(sub, axis=1)).reshape(-1, ch) if n > 3 else np.zeros((1, ch))
-        self.sigma = np.maximum(1.4826 * np.median(d, axis=0) / np.sqrt(2.0), 1.0)
+        self.prefix = np.zeros((r, ch, n + 1), np.float32)  # channels first: cumsum along memory
+        np.cumsum(np.ascontiguousarray(lines.transpose(0, 2, 1)), axis=2, dtype=np.float32, out=self.prefix[:, :, 1:])
+        d = np.abs(np.diff(lines[::4], axis=1))[:, ::3].reshape(-1, ch) if n > 3 else np.zeros((1, ch))
+        k = d.shape[0] // 2
+        self.sigma = np.maximum(1.4826 * np.partition(d, k, axis=0)[k] / np.sqrt(2.0), 1.0)
         s_n = len(centres)
         if s_n == 1:
             self.i0 = np.zeros(r, dtype=np.intp)
@@ -335,14 +349,14 @@ class SplitTester:
         ib = np.where(ok, ib, ia + 2)
         im = ia + (ib - ia) // 2
 
-        def at(idx: np.ndarray) -> np.ndarray:
-            return np.take_along_axis(self.prefix, idx[..., None], axis=1)
+        def at(idx: np.ndarray) -> np.ndarray:  # (lines, channels, cells)
+            return np.take_along_axis(self.prefix, idx[:, None, :], axis=2)
 
         sa, sm, sb = at(ia), at(im), at(ib)
-        left = (sm - sa) / (im - ia)[..., None]
-        right = (sb - sm) / (ib - im)[..., None]
-        tol = SPLIT_SIGMAS * self.sigma * np.sqrt(1.0 / (im - ia) + 1.0 / (ib - im))[..., None]
-        broken = np.any(np.abs(left - right) > np.maximum(tol, SPLIT_MIN_DIFF), axis=-1) & ok
+        left = (sm - sa) / (im - ia)[:, None, :]
+        right = (sb - sm) / (ib - im)[:, None, :]
+        tol = SPLIT_SIGMAS * self.sigma[None, :, None] * np.sqrt(1.0 / (im - ia) + 1.0 / (ib - im))[:, None, :]
+        broken = np.any(np.abs(left - right) > np.maximum(tol, SPLIT_MIN_DIFF), axis=1) & ok
         run = int(round(0.5 * c / self.spacing)) if c else 1
         if run > 1:
             broken = ndimage.binary_opening(broken, structure=np.ones((run, 1), bool))
@@ -407,50 +421,70 @@ def hypotheses(e: np.ndarray, es: np.ndarray, cs: list[float], lo: int, hi: int,
                os: list[float] | None = None) -> list[Hypothesis]:
     """For each period ~c: track the lattice on the whole-axis evidence; refit period and
     phase once on the boundaries that sit on evidence and track again; bend it strip by
-    strip; continue it into the margins; score it. All periods run together."""
-    n = len(e) - 1
-    x = np.arange(n + 1)
-    cs = [float(c) for c in cs]
-    ebs = [no_border(e, c) for c in cs]
-    os = [phase_of(eb, c) for eb, c in zip(ebs, cs, strict=True)] if os is None else list(os)
-    cuts = track(ebs, cs, os)
-    if len(cs) > 2:  # lattices that explain hardly any of the evidence are not refined
-        pre = [coverage(eb[None], k[None], c) for eb, k, c in zip(ebs, cuts, cs, strict=True)]
-        keep = [h for h in range(len(cs)) if pre[h] >= 0.5 * PRUNE_SHARE * max(pre)]
-        cs, os, cuts, ebs = ([v[h] for h in keep] for v in (cs, os, cuts, ebs))
+    strip; continue it into the margins; score it (see `hypotheses_many`)."""
+    return hypotheses_many([(e, es, cs, lo, hi, os)], refit)[0]
+
+
+def hypotheses_many(problems: list[tuple], refit: bool = True) -> list[list[Hypothesis]]:
+    """`hypotheses` for several axes at once: problems are (e, es, periods, lo, hi, phases
+    or None). Every tracking pass runs all periods of all axes in one Viterbi loop."""
+    items = []  # [problem, c, o, evidence without border]
+    for pi, (e, _es, cs, _lo, _hi, os) in enumerate(problems):
+        for j, c in enumerate(cs):
+            eb = no_border(e, float(c))
+            items.append([pi, float(c), phase_of(eb, float(c)) if os is None else float(os[j]), eb])
+
+    def run_track(sel: list[list]) -> list[np.ndarray]:
+        return track([it[3] for it in sel], [it[1] for it in sel], [it[2] for it in sel])
+
+    def prune(sel: list[list], cuts: list[np.ndarray], share: float) -> tuple[list, list]:
+        pre = [coverage(it[3][None], k[None], it[1]) for it, k in zip(sel, cuts, strict=True)]
+        keep = []
+        for pi in range(len(problems)):
+            mine = [j for j, it in enumerate(sel) if it[0] == pi]
+            if len(mine) > 2:
+                top = max(pre[j] for j in mine)
+                mine = [j for j in mine if pre[j] >= share * top]
+            keep += mine
+        keep.sort()
+        return [sel[j] for j in keep], [cuts[j] for j in keep]
+
+    cuts = run_track(items)
+    items, cuts = prune(items, cuts, 0.5 * PRUNE_SHARE)  # hardly any evidence: not refined
     if refit:
         again = []
-        for h, (k_cuts, eb, c) in enumerate(zip(cuts, ebs, cs, strict=True)):
+        for j, (it, k_cuts) in enumerate(zip(items, cuts, strict=True)):
+            e, _es, _cs, lo, hi, _os = problems[it[0]]
+            c, eb = it[1], it[3]
             k = np.nonzero((k_cuts > lo) & (k_cuts < hi))[0]
             if k.size < 3:
                 continue
-            w = np.interp(k_cuts[k], x, eb) + 1e-3
+            w = np.interp(k_cuts[k], np.arange(len(eb)), eb) + 1e-3
             a = np.stack([np.ones(k.size), k.astype(float)], 1) * w[:, None]
             sol = np.linalg.lstsq(a, k_cuts[k] * w, rcond=None)[0]
-            if 0.9 * c < sol[1] < 1.1 * c and abs(sol[1] / c - 1) > 0.002:
-                cs[h] = float(sol[1])
-                os[h] = float(sol[0]) % cs[h]
-                ebs[h] = no_border(e, cs[h])
-                again.append(h)
+            if 0.9 * c < sol[1] < 1.1 * c and abs(sol[1] / c - 1) > 0.005:
+                it[1] = float(sol[1])
+                it[2] = float(sol[0]) % it[1]
+                it[3] = no_border(e, it[1])
+                again.append(j)
         if again:
-            for h, t in zip(again, track([ebs[h] for h in again], [cs[h] for h in again], [os[h] for h in again]),
-                            strict=True):
-                cuts[h] = t
-    if len(cs) > 2:  # only lattices that explain a fair share of the evidence are bent and kept
-        pre = [coverage(eb[None], k[None], c) for eb, k, c in zip(ebs, cuts, cs, strict=True)]
-        keep = [h for h in range(len(cs)) if pre[h] >= PRUNE_SHARE * max(pre)]
-        cs, os, cuts, ebs = ([v[h] for h in keep] for v in (cs, os, cuts, ebs))
-    esbs = [no_border(es, c) for c in cs]
-    bents = bend(esbs, cuts, cs)
-    out = []
-    for c, o, k_cuts, eb, esb, bent in zip(cs, os, cuts, ebs, esbs, bents, strict=True):
+            for j, t in zip(again, run_track([items[j] for j in again]), strict=True):
+                cuts[j] = t
+    items, cuts = prune(items, cuts, PRUNE_SHARE)  # only a fair share of the evidence is bent and kept
+    esbs = [no_border(problems[it[0]][1], it[1]) for it in items]
+    bents = bend(esbs, cuts, [it[1] for it in items])
+    out: list[list[Hypothesis]] = [[] for _ in problems]
+    for it, k_cuts, esb, bent in zip(items, cuts, esbs, bents, strict=True):
+        pi, c, o, eb = it
+        lo, hi = problems[pi][3], problems[pi][4]
+        n = len(eb) - 1
         bent = extend(bent, lo, hi)
         x_in = ((bent >= lo) & (bent <= hi)).mean(0).sum()
         vals = esb[np.arange(len(esb))[:, None], np.clip(np.round(bent), 0, n).astype(np.intp)]
         mc = k_cuts[(k_cuts >= lo) & (k_cuts <= hi)]
-        on = np.interp(mc, x, eb) >= SUPPORT_LEVEL
+        on = np.interp(mc, np.arange(n + 1), eb) >= SUPPORT_LEVEL
         support = int(np.sum(on[1:] & on[:-1]))
-        out.append(Hypothesis(c, o, bent, float(vals.sum() - KAPPA * x_in), coverage(esb, bent, c), support))
+        out[pi].append(Hypothesis(c, o, bent, float(vals.sum() - KAPPA * x_in), coverage(esb, bent, c), support))
     return out
 
 
@@ -564,23 +598,38 @@ def select(st: AxisState, prior: float | None) -> Hypothesis:
     return best
 
 
-def solve_axis(p: np.ndarray, size: int, tester: SplitTester | None = None, target: int | None = None,
-               min_period: float = MIN_PERIOD) -> AxisState:
-    """Rank the period hypotheses of one axis (strip profiles p, S x size) and choose."""
+def prepare_axis(p: np.ndarray, size: int, tester: SplitTester | None = None, target: int | None = None,
+                 min_period: float = MIN_PERIOD) -> tuple[AxisState, list[float], float | None]:
+    """Evidence, span and candidate periods of one axis (strip profiles p, S x size)."""
     e, es = normalise(p)
     lo, hi = evidence_span(e)
     st = AxisState(e, es, lo, hi, size, tester=tester)
-    if float(e.max()) <= 0:
-        return st
     prior = size / target if target else None
+    if float(e.max()) <= 0:
+        return st, [], prior
     cmin = min(min_period, 0.8 * prior) if prior else min_period
     cmax = max(cmin * 1.01, max(hi - lo, size * 0.5) / MIN_CELLS)
-    cands = candidate_periods(e, lo, hi, cmin, cmax, prior)
-    if not cands:
-        return st
-    st.hyps = hypotheses(e, es, cands, lo, hi)
-    st.choice = select(st, prior)
-    return st
+    return st, candidate_periods(e, lo, hi, cmin, cmax, prior), prior
+
+
+def solve_axes(jobs: list[tuple[AxisState, list[float], float | None]]) -> None:
+    """Rank every axis' period hypotheses (all tracked together) and choose per axis."""
+    todo = [(st, cands, prior) for st, cands, prior in jobs if cands]
+    if not todo:
+        return
+    found = hypotheses_many([(st.e, st.es, cands, st.lo, st.hi, None) for st, cands, _ in todo])
+    for (st, _cands, prior), hyps in zip(todo, found, strict=True):
+        st.hyps = hyps
+        if hyps:
+            st.choice = select(st, prior)
+
+
+def solve_axis(p: np.ndarray, size: int, tester: SplitTester | None = None, target: int | None = None,
+               min_period: float = MIN_PERIOD) -> AxisState:
+    """Rank the period hypotheses of one axis (strip profiles p, S x size) and choose."""
+    job = prepare_axis(p, size, tester, target, min_period)
+    solve_axes([job])
+    return job[0]
 
 
 def square_pair(sx: AxisState, sy: AxisState) -> None:
@@ -645,6 +694,11 @@ class AxisFit:
     confidence: float = 1.0
     alternatives: list[int] = field(default_factory=list)  # other plausible cell counts
 
+    def scaled(self, k: float, k_other: float) -> AxisFit:
+        """The same lattice on an image k times larger along this axis (k_other across)."""
+        return AxisFit(self.cuts * k, self.at * k_other, self.period * k, self.phase * k, self.confidence,
+                       list(self.alternatives))
+
 
 def axis_fit(st: AxisState, at: np.ndarray, target: int | None, exact: bool) -> AxisFit:
     """Count the chosen hypothesis' cells and say how sure that count is.
@@ -693,8 +747,8 @@ def axis_fit(st: AxisState, at: np.ndarray, target: int | None, exact: bool) -> 
 
 def refine(es: np.ndarray, cuts: np.ndarray, c: float) -> np.ndarray:
     """Each boundary moved to the centre of its strip's evidence within min(EDGE_HALF,
-    c / 4) (sub-pixel; the trackers search on a grid of c / 16). Boundaries without
-    evidence there stay where they are."""
+    c / 4) (sub-pixel; the trackers search on a grid of c / 16). A strip without evidence
+    there moves its boundary as the strips around it do."""
     n1 = es.shape[1]
     r = int(np.floor(min(EDGE_HALF, c / 4.0)))
     if r < 1:
@@ -705,7 +759,12 @@ def refine(es: np.ndarray, cuts: np.ndarray, c: float) -> np.ndarray:
     w = es[np.arange(es.shape[0])[:, None, None], np.clip(idx, 0, n1 - 1)] * ok
     mass = w.sum(-1)
     cen = (w * idx).sum(-1) / np.maximum(mass, 1e-12)
-    return np.where(mass > 0.05, cen, cuts)
+    seen = mass > 0.05
+    shift = np.where(seen, cen - cuts, 0.0)
+    s_ix = np.arange(cuts.shape[0])
+    for k in np.nonzero(seen.any(0) & ~seen.all(0))[0]:  # unseen strips: the shift of their neighbours
+        shift[~seen[:, k], k] = np.interp(s_ix[~seen[:, k]], s_ix[seen[:, k]], shift[seen[:, k], k])
+    return cuts + shift
 
 
 def measure(e: np.ndarray, cuts: np.ndarray, c: float, o: float) -> tuple[float, float]:
@@ -775,18 +834,19 @@ def _lines(rgba: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
 
 def fit_axes(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bool = False,
              cell: tuple[float, float] | None = None, offset: tuple[float, float] | None = None,
-             ev: Evidence | None = None) -> tuple[AxisFit, AxisFit]:
+             ev: Evidence | None = None, reblock: bool = True) -> tuple[AxisFit, AxisFit]:
     """Fit the lattice of an RGBA uint8 image: (x axis, y axis).
 
     size: known native (w, h), a hint (a prior on the period) or, with exact=True, the
     exact cell count. cell: forced cell size (w, h) in input px; offset: forced position
-    of a cell boundary (x, y) (needs cell).
+    of a cell boundary (x, y) (needs cell). ev: the evidence, if already measured;
+    reblock: measure it again with finer line blocks when the cells turn out small.
     """
     h, w = rgba.shape[:2]
     ev = ev if ev is not None else edge_evidence(rgba)
     fits = _fit_axes(rgba, ev, size, exact, cell, offset)
     c_min = min(f.period for f in fits)
-    if ev.block > 1 and c_min < 2 * ev.block and cell is None:
+    if reblock and ev.block > 1 and c_min < 2 * ev.block and cell is None:
         # lines were averaged over more than half a cell: steps of neighbouring cell rows
         # mixed; measure again with blocks of at most half a cell
         ev = edge_evidence(rgba, k=max(1, int(c_min // 2)))
@@ -797,10 +857,10 @@ def fit_axes(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bool 
 def _fit_axes(rgba: np.ndarray, ev: Evidence, size: tuple[int, int] | None, exact: bool,
               cell: tuple[float, float] | None, offset: tuple[float, float] | None) -> tuple[AxisFit, AxisFit]:
     h, w = rgba.shape[:2]
-    ry = np.arange(0, h, max(1, h // TEST_LINES))
-    cx = np.arange(0, w, max(1, w // TEST_LINES))
+    ry = np.unique(np.linspace(0, h - 1, min(h, TEST_LINES)).astype(np.intp))
+    cx = np.unique(np.linspace(0, w - 1, min(w, TEST_LINES)).astype(np.intp))
     tw, th = size if size is not None else (None, None)
-    states, ats = [], []
+    states, ats, jobs = [], [], []
     for k, (p, n, bounds, lines, t) in enumerate(((ev.px, w, ev.rows_x, ry, tw), (ev.py, h, ev.cols_y, cx, th))):
         at = 0.5 * (bounds[:-1] + bounds[1:])
         ats.append(at)
@@ -809,8 +869,9 @@ def _fit_axes(rgba: np.ndarray, ev: Evidence, size: tuple[int, int] | None, exac
             lo, hi = evidence_span(e)
             states.append(AxisState(e, es, lo, hi, n))
             continue
-        tester = SplitTester(_lines(rgba, lines, k), lines + 0.5, at)
-        states.append(solve_axis(p, n, tester, t))
+        jobs.append(prepare_axis(p, n, SplitTester(_lines(rgba, lines, k), lines + 0.5, at), t))
+        states.append(jobs[-1][0])
+    solve_axes(jobs)
     if cell is not None:
         offs = offset if offset is not None else (None, None)
         return (forced_fit(states[0], ats[0], float(cell[0]), offs[0]),
