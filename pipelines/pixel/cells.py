@@ -59,3 +59,24 @@ def _robust(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         near = mask & (d <= kth)
         med = (rgb * near[..., None]).sum(1) / np.maximum(near.sum(1), 1)[:, None]
     return med
+
+
+ART_STEP = 16  # a colour step between neighbouring cells (max over R, G, B) that is art, not shading
+MIN_STEP_SHARE = 0.05  # pixel art has at least this share of such steps between neighbours
+
+
+def step_share(opaque: np.ndarray, colour: np.ndarray) -> float:
+    """Share of neighbouring cell pairs (both opaque, or one opaque and one not) that differ
+    by a clear colour step. Pixel art is made of flat cells and clear steps; the "cells"
+    of a smooth gradient's banding or of noise differ by a few levels only."""
+    c = colour.astype(np.int16)
+    steps, pairs = 0, 0
+    for axis in (0, 1):
+        a = np.moveaxis(opaque, axis, 0)
+        v = np.moveaxis(c, axis, 0)
+        both = a[1:] & a[:-1]
+        edge = a[1:] != a[:-1]
+        big = np.abs(v[1:] - v[:-1]).max(-1) >= ART_STEP
+        steps += int(np.sum(both & big) + np.sum(edge))
+        pairs += int(np.sum(both | edge))
+    return steps / pairs if pairs else 0.0

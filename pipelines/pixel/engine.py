@@ -24,7 +24,7 @@ from PIL import Image
 
 from . import background as bg
 from . import cleanup
-from .cells import cell_colours
+from .cells import MIN_STEP_SHARE, cell_colours, step_share
 from .color import nearest_index, parse_hex, rgb_to_oklab
 from .grid import Grid, detect_grid, draw_lattice, sample_cells
 from .io import PixelImageError, load_frames, load_rgba, save_png_atomic, to_pil
@@ -197,6 +197,8 @@ class _Cells:
     source: np.ndarray | None = None  # the input (kept for the background decision)
     bg_done: bool = False
     bg_removed: tuple[int, int, int] | None = None
+    confidence: float | None = None  # overrides the grid's when the cells say more
+    note: str | None = None
 
 
 def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = None) -> _Cells:
@@ -206,7 +208,14 @@ def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = No
     native = grid.cell == (1.0, 1.0) and params.size is None and params.cell is None
     samples = sample_cells(rgba, grid, max_samples=6, interior=1.0 if native else 0.6)
     opaque, colour = cell_colours(samples)  # robust to anti-aliased borders and specks
-    return _Cells(grid, samples, opaque, colour, native, rgba)
+    cells = _Cells(grid, samples, opaque, colour, native, rgba)
+    if not native and params.cell is None and params.size_mode != "exact" and min(opaque.shape) > 1:
+        share = step_share(opaque, colour)
+        if share < MIN_STEP_SHARE:  # banding or noise, not flat cells with clear steps
+            cells.confidence = min(grid.confidence, share / MIN_STEP_SHARE)
+            cells.note = (f"no clear pixel grid: only {100 * share:.0f} % of neighbouring cells differ by a clear "
+                          "colour step" + (f"; {grid.note}" if grid.note else ""))
+    return cells
 
 
 def _dedupe_rows(a: np.ndarray) -> np.ndarray:
@@ -297,10 +306,11 @@ def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> P
         background=removed,
         native_input=cells.native,
         info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase)),
-              "confidence": float(cells.grid.confidence), "alternatives": dict(cells.grid.alternatives)},
+              "confidence": float(cells.grid.confidence if cells.confidence is None else cells.confidence),
+              "alternatives": dict(cells.grid.alternatives)},
         lattice=cells.grid,
-        confidence=float(cells.grid.confidence),
-        note=cells.grid.note,
+        confidence=float(cells.grid.confidence if cells.confidence is None else cells.confidence),
+        note=cells.grid.note if cells.note is None else cells.note,
     )
 
 

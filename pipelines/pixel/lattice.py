@@ -78,6 +78,7 @@ SPLIT_SIGMAS = 4.0  # half-cell mean difference (in noise std) that counts as an
 SPLIT_MIN_DIFF = 12.0  # ... and at least this much in one channel (0..255)
 MIN_TESTED = 4  # a lattice needs this many inner cells per line for the split test to vouch for it
 LOW_CONFIDENCE = 0.5
+EDGE_BAND = 0.15  # an edge cell whose visible share is within this of MIN_VISIBLE could go either way
 
 
 # ----------------------------------------------------------------------------------------
@@ -725,7 +726,7 @@ def axis_fit(st: AxisState, at: np.ndarray, target: int | None, exact: bool) -> 
                   (_visible(h.cuts[:, i : i + 2], n), count - 1),  # ... or an edge cell not
                   (_visible(h.cuts[:, j : j + 2], n), count - 1)]
     for v, other in edge_cells:
-        gap = abs(v - MIN_VISIBLE) / 0.2
+        gap = abs(v - MIN_VISIBLE) / EDGE_BAND
         if gap < 1.0:
             conf = min(conf, gap)
             alts.add(other)
