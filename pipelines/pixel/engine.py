@@ -29,6 +29,7 @@ from .color import nearest_index, parse_hex, rgb_to_oklab
 from .grid import Grid, detect_grid, draw_lattice, sample_cells
 from .io import PixelImageError, load_frames, load_rgba, save_png_atomic, to_pil
 from .palette import MAX_COLORS, apply_palette, build_palette, load_palette, palette_from_images
+from .shading import deshade
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 MAX_NATIVE = 1024  # a target size above this is not pixel art
@@ -199,6 +200,7 @@ class _Cells:
     bg_removed: tuple[int, int, int] | None = None
     confidence: float | None = None  # overrides the grid's when the cells say more
     note: str | None = None
+    flat: np.ndarray | None = None  # (ny, nx, 3) colours without the render's light field
 
 
 def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = None) -> _Cells:
@@ -223,22 +225,35 @@ def _dedupe_rows(a: np.ndarray) -> np.ndarray:
     return a[np.sort(first)]
 
 
-def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
-    cols = cells.median[cells.opaque]
-    if len(cols) == 0:
-        return np.zeros((0, 3), np.uint8)
-    # cluster on colours rounded to 4 levels (shading and noise make every cell distinct,
-    # clustering thousands of near-duplicates is slow), then give every entry back the
-    # most common real cell colour that rounds to it
+def _quick_palette(cols: np.ndarray, n_colors: int | None) -> np.ndarray:
+    """Palette of cell colours: clustered on colours rounded to 4 levels (shading and noise
+    make every cell distinct; clustering thousands of near-duplicates is slow), then every
+    entry takes back the most common real colour that rounds to it."""
     q = (cols // 4) * 4 + 2
-    pal = build_palette(q, n_colors=params.colors)
-    uq, inv, cnt = np.unique(cols, axis=0, return_inverse=True, return_counts=True)
+    pal = build_palette(q, n_colors=n_colors)
+    uq, cnt = np.unique(cols, axis=0, return_counts=True)
     uqq = (uq // 4) * 4 + 2
     out = []
     for entry in pal:
         m = np.nonzero(np.all(uqq == entry, axis=1))[0]
         out.append(uq[m[np.argmax(cnt[m])]] if m.size else entry)
     return _dedupe_rows(np.array(out, np.uint8).reshape(-1, 3))
+
+
+def _flat_colours(cells: _Cells) -> np.ndarray:
+    """The cell colours with the render's smooth light field removed (computed once)."""
+    if cells.flat is None:
+        cols = cells.median[cells.opaque]
+        first = _quick_palette(cols, None) if len(cols) else np.zeros((0, 3), np.uint8)
+        cells.flat = deshade(cells.median, cells.opaque, first)
+    return cells.flat
+
+
+def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
+    cols = _flat_colours(cells)[cells.opaque]
+    if len(cols) == 0:
+        return np.zeros((0, 3), np.uint8)
+    return _quick_palette(cols, params.colors)
 
 
 def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int] | None:
@@ -260,7 +275,7 @@ def _vote(cells: _Cells, palette: np.ndarray) -> np.ndarray:
     """Every cell's robust colour snapped to its nearest palette entry (OKLab): shading,
     jitter and texture fold back onto the art's few colours."""
     ny, nx = cells.opaque.shape
-    idx = nearest_index(rgb_to_oklab(cells.median.reshape(-1, 3)), rgb_to_oklab(palette))
+    idx = nearest_index(rgb_to_oklab(_flat_colours(cells).reshape(-1, 3)), rgb_to_oklab(palette))
     return palette[idx].reshape(ny, nx, 3)
 
 
@@ -283,7 +298,7 @@ def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> P
             pass
         elif params.dither == "bayer":
             tmp = out.copy()
-            tmp[..., :3] = cells.median
+            tmp[..., :3] = _flat_colours(cells)
             out[..., :3] = apply_palette(tmp, pal, "bayer")[..., :3]
         else:
             out[..., :3] = _vote(cells, pal)
@@ -459,7 +474,7 @@ def shared_palette_from_cells(cells: list[_Cells], params: PixelParams,
                               n_colors: int | None = None) -> np.ndarray:
     for c in cells:  # background cells must not take palette entries
         _apply_background(c, params)
-    cols = [c.median[c.opaque] for c in cells]
+    cols = [_flat_colours(c)[c.opaque] for c in cells]
     cols = [c for c in cols if len(c)]
     if not cols:
         return np.zeros((0, 3), np.uint8)

@@ -67,6 +67,7 @@ CLASS_TOL = 0.12  # periods closer than this (|log ratio|) are one hypothesis
 MULTIPLE_TOL = 0.06  # |k - round(k)| / k below which a period is an integer multiple
 RATE_MARGIN = 0.01  # broken-cell share a coarser multiple may add and still win
 DEMOTE_MARGIN = 0.05  # a finer lattice must break this share fewer cells to replace the choice
+DEMOTE_RATIO = 0.5  # ... and at most this share of them (too coarse a lattice hides a boundary in most broken cells)
 DEMOTE_COVER_SHARE = 0.5  # ... and keep this share of its coverage
 MIN_COVER_SHARE = 0.5  # a coarser multiple must keep this share of the choice's coverage
 SQUARE_TOL = 0.08  # |log(cx / cy)| above which the axes "disagree"
@@ -583,7 +584,7 @@ def select(st: AxisState, prior: float | None) -> Hypothesis:
     base, top = st.rate(best), best.cover
     if base > DEMOTE_MARGIN:  # too coarse: a finer lattice that breaks clearly fewer cells
         finer = [h for h in reps[1:] if h.c < 0.8 * best.c and h.cover >= DEMOTE_COVER_SHARE * top
-                 and st.rate(h) < base - DEMOTE_MARGIN]
+                 and st.rate(h) < min(base - DEMOTE_MARGIN, DEMOTE_RATIO * base)]
         if finer:
             low = min(st.rate(h) for h in finer)
             best = max((h for h in finer if st.rate(h) <= low + RATE_MARGIN), key=lambda h: h.c)

@@ -257,15 +257,24 @@ def _dedupe(pal: np.ndarray) -> np.ndarray:
 
 
 def _merge_close(centres: np.ndarray, lab: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
-    """Greedily fold every centre into an earlier one closer than tol/2, then re-fit once."""
-    d = oklab_distance(centres[:, None], centres[None])
-    keep: list[int] = []
-    for i in range(len(centres)):
-        if all(d[i, j] >= 0.5 * tol for j in keep):
-            keep.append(i)
-    if len(keep) == len(centres):
-        return centres
-    return _kmeans(lab, w, centres[keep], iters=4)
+    """Greedily fold every centre into an earlier one closer than tol/2, then re-fit; repeat
+    until no two centres are that close (a re-fit of two seeds inside one spread cluster,
+    e.g. one colour under a light ramp, would pull them apart again)."""
+
+    def keep_of(c: np.ndarray) -> list[int]:
+        d = oklab_distance(c[:, None], c[None])
+        keep: list[int] = []
+        for i in range(len(c)):
+            if all(d[i, j] >= 0.5 * tol for j in keep):
+                keep.append(i)
+        return keep
+
+    for _ in range(4):
+        keep = keep_of(centres)
+        if len(keep) == len(centres):
+            return centres
+        centres = _kmeans(lab, w, centres[keep], iters=4)
+    return centres[keep_of(centres)]
 
 
 def palette_from_images(images: list[np.ndarray], n_colors: int | None = None,
