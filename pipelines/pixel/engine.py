@@ -2,11 +2,12 @@
 
 Pipeline (each step lives in its own module):
 1. `io`: load and validate -> RGBA uint8.
-2. `grid`: recover the lattice (cell size per axis, phase, drift) -> native size.
-3. sample the central half of every cell; alpha by majority.
-4. `palette`: a palette from the cell colours (auto / N / named / file / given), then a
-   vote per cell: every sampled pixel is snapped to the palette and the most common
-   entry wins (robust to blur and JPEG at small cells).
+2. `grid` / `lattice` / `evidence`: recover the lattice (boundaries that may drift and
+   bend, per axis) -> native size, with a confidence; or the user's size / cell / offset.
+3. `cells`: sample the central 60 % of every cell along the bent lattice; alpha by
+   majority, colour by a robust vote (specks and anti-aliased borders never win).
+4. `shading` + `palette`: the render's smooth light field is removed, a palette is built
+   from the cell colours (auto / N / named / file / given) and every cell snaps to it.
 5. `background`: transparent background (auto / keep / #hex).
 6. `cleanup`: strays, outline, crop and canvas.
 """

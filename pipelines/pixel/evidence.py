@@ -6,18 +6,18 @@ Why this design (the physics of the degradation):
   over a few pixels. A difference across a 2 px baseline, |f(x+1) - f(x-1)|, sees the whole
   step of such an edge where a 1 px difference sees only a slice of it; noise grows no more
   (it is still the difference of two pixels). It is centred on pixel x, so a sharp
-  boundary at position p (between pixels p-1 and p) answers at x = p-1 and x = p,
-  symmetric about p.
-- Each line votes: a pixel's evidence is min(1, d / T), T a few noise spreads above the
-  image's own noise level. A boundary then counts "how many lines see a step here",
-  whatever its contrast; one high-contrast silhouette (or an alpha edge along a whole
-  padding band) cannot drown the faint boundaries between two cells of nearly the same
-  colour, which are the ones that separate cells in flat areas.
-- Votes are summed per strip of lines (`n_strips` bands across the other axis), so a
-  boundary that bends or a grid that is slightly rotated can be followed strip by strip.
+  boundary at position p (between pixels p-1 and p) answers at x = p-1 and x = p.
+- Before differencing, BLOCK consecutive lines are summed: the step of a boundary has the
+  same sign along a cell's side and adds up, noise and texture do not. A block must not
+  span more than about half a cell (`lattice.fit_axes` measures again with smaller blocks
+  when the cells turn out small).
+- Differences are capped at CAP (a silhouette or an alpha edge is one strong edge, not
+  more evidence than any other boundary) and summed per strip of lines (`n_strips` bands
+  across the other axis), so a boundary that bends, or a grid that is slightly rotated,
+  can be followed strip by strip.
 - JPEG codes 8x8 blocks independently: every block border carries a small step in every
-  line, a period-8 comb that looks like a lattice of 8 px cells. It is removed from the
-  profiles by its per-phase median (`deblock`).
+  line, a period-8 comb that looks like a lattice of 8 px cells (and summing lines makes
+  it coherent too). `deblock` removes it.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ BLOCK = 8  # lines averaged before differencing (coherent steps add up, noise do
 class Evidence:
     """Strip profiles of both axes.
 
-    px[s, x]: votes for a vertical boundary at pixel x (centred on x, i.e. position x + 0.5),
-    summed over the rows of horizontal strip s; rows_x holds the strips' row ranges (S + 1).
-    py[s, y]: the same for horizontal boundaries, summed over the columns of vertical strip s.
-    art_x / art_y: [lo, hi) of the positions where the art's edges are (bounding span).
+    px[s, x]: evidence for a vertical boundary at pixel x (centred on x, i.e. position
+    x + 0.5), summed over the rows of horizontal strip s; rows_x holds the strips' row
+    bounds (S + 1). py[s, y]: the same for horizontal boundaries, over the columns of
+    vertical strip s.
     """
 
     px: np.ndarray
@@ -128,7 +128,8 @@ def _block_mean(p: np.ndarray, axis: int, k: int) -> np.ndarray:
 
 
 def edge_evidence(rgba: np.ndarray, n_strips: int = 6, k: int = BLOCK, jpeg_block: int = JPEG_BLOCK) -> Evidence:
-    """Vote maps of both axes, summed into `n_strips` strips per axis."""
+    """Strip profiles of both axes (k lines summed before differencing; JPEG blocks of
+    `jpeg_block` px, 4 on a half-size copy)."""
     h, w = rgba.shape[:2]
     planes = _planes(rgba)
     k = max(1, min(k, h // 64, w // 64))
