@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-REFINE = 2  # nearest-half refinements after the median
+REFINE = 1  # nearest-half refinements after the median
 
 
 def cell_colours(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -226,14 +226,16 @@ def _dedupe_rows(a: np.ndarray) -> np.ndarray:
     return a[np.sort(first)]
 
 
-def _quick_palette(cols: np.ndarray, n_colors: int | None) -> np.ndarray:
-    """Palette of cell colours: clustered on colours rounded to 4 levels (shading and noise
+def _quick_palette(cols: np.ndarray, n_colors: int | None, step: int = 4) -> np.ndarray:
+    """Palette of cell colours: clustered on colours rounded to `step` levels (shading and noise
     make every cell distinct; clustering thousands of near-duplicates is slow), then every
     entry takes back the most common real colour that rounds to it."""
-    q = (cols // 4) * 4 + 2
+    q = (cols // step) * step + step // 2
     pal = build_palette(q, n_colors=n_colors)
-    uq, cnt = np.unique(cols, axis=0, return_counts=True)
-    uqq = (uq // 4) * 4 + 2
+    key = (cols[:, 0].astype(np.uint32) << 16) | (cols[:, 1].astype(np.uint32) << 8) | cols[:, 2]
+    uk, cnt = np.unique(key, return_counts=True)
+    uq = np.stack([(uk >> 16) & 255, (uk >> 8) & 255, uk & 255], axis=1).astype(np.uint8)
+    uqq = (uq // step) * step + step // 2
     out = []
     for entry in pal:
         m = np.nonzero(np.all(uqq == entry, axis=1))[0]
@@ -245,7 +247,7 @@ def _flat_colours(cells: _Cells) -> np.ndarray:
     """The cell colours with the render's smooth light field removed (computed once)."""
     if cells.flat is None:
         cols = cells.median[cells.opaque]
-        first = _quick_palette(cols, None) if len(cols) else np.zeros((0, 3), np.uint8)
+        first = _quick_palette(cols, None, 8) if len(cols) else np.zeros((0, 3), np.uint8)
         cells.flat = deshade(cells.median, cells.opaque, first)
     return cells.flat
 

@@ -109,7 +109,15 @@ def is_native(rgba: np.ndarray) -> bool:
     neighbours' values in every channel is counted as such a transition).
     """
     a = rgba[..., 3]
-    if min(a.shape) < 3 or not np.all((a == 0) | (a == 255)):
+    if min(a.shape) < 3:
+        return False
+    probe = rgba.reshape(-1, 4)[:: max(1, a.size // 4096)]  # cheap early outs on a sample
+    if not np.all((probe[:, 3] == 0) | (probe[:, 3] == 255)):
+        return False
+    probe = np.where(probe[:, 3:] == 0, 0, probe).astype(np.uint8)  # transparent: any RGB is one colour
+    if np.unique(np.ascontiguousarray(probe).view(np.uint32)).size > 256:
+        return False
+    if not np.all((a == 0) | (a == 255)):
         return False
     px = rgba.copy()
     px[a == 0] = 0
@@ -170,17 +178,24 @@ def detect_grid(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bo
 
         return Grid(up(g.x, sx, sy), up(g.y, sy, sx), g.confidence, g.note, g.alternatives)
     fx = fy = None
+    block = lattice.BLOCK
     if min(h, w) >= HALF_MIN_SIDE and cell is None and offset is None:
         # big cells are found as well on a 2x box-reduced copy (4x fewer pixels; the JPEG
-        # block grid is 4 px there); small cells are fitted again at full resolution
+        # block grid is 4 px there); small cells are fitted again at full resolution, with
+        # line blocks of at most half a cell (as the copy measured them)
         small = np.asarray(Image.fromarray(rgba, "RGBA").reduce(2))
         sx, sy = w / small.shape[1], h / small.shape[0]
         ev = lattice.edge_evidence(small, k=lattice.BLOCK_HALF, jpeg_block=4)
-        hx, hy = lattice.fit_axes(small, size, exact, None, None, ev, reblock=False)
-        if min(hx.period, hy.period) >= HALF_MIN_CELL and min(hx.confidence, hy.confidence) > 0:
-            fx, fy = hx.scaled(sx, sy), hy.scaled(sy, sx)
+        c_hint = lattice.quick_period(ev)
+        if c_hint is None or c_hint >= HALF_MIN_CELL:
+            hx, hy = lattice.fit_axes(small, size, exact, None, None, ev, reblock=False)
+            if min(hx.period, hy.period) >= HALF_MIN_CELL and min(hx.confidence, hy.confidence) > 0:
+                fx, fy = hx.scaled(sx, sy), hy.scaled(sy, sx)
+            c_hint = min(hx.period, hy.period)
+        block = int(np.clip(c_hint, 1, lattice.BLOCK))  # half a cell at full resolution
     if fx is None:
-        fx, fy = lattice.fit_axes(rgba, size, exact, cell, offset)
+        ev = lattice.edge_evidence(rgba, k=block)
+        fx, fy = lattice.fit_axes(rgba, size, exact, cell, offset, ev)
     gx, gy = _axis_grid(fx), _axis_grid(fy)
     if not drift:
         gx, gy = (AxisGrid(uniform_cuts(n, a.period, a.phase)

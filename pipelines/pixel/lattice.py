@@ -68,7 +68,8 @@ MIN_COVER_SHARE = 0.5  # a coarser multiple must keep this share of the choice's
 SQUARE_TOL = 0.08  # |log(cx / cy)| above which the axes "disagree"
 SQUARE_SHARE = 0.7  # ... and a square alternative needs this share of the choice's coverage
 N_SPECTRAL = 3  # spectral peaks taken (harmonic sum and plain), before harmonics
-BLOCK_HALF = 4  # lines averaged for the evidence on a half-size copy (8 input lines)
+BLOCK = 8  # lines summed for the evidence (at most half a cell; see `evidence`) ...
+BLOCK_HALF = 4  # ... on a half-size copy (8 input lines) averaged for the evidence on a half-size copy (8 input lines)
 TEST_LINES = 120  # lines sampled per axis for the split test
 LOW_CONFIDENCE = 0.5
 EDGE_BAND = 0.15  # an edge cell whose visible share is within this of MIN_VISIBLE could go either way
@@ -161,7 +162,7 @@ def hypotheses_many(problems: list[tuple], refit: bool = True) -> list[list[Hypo
         return [sel[j] for j in keep], [cuts[j] for j in keep]
 
     cuts = run_track(items)
-    items, cuts = prune(items, cuts, 0.5 * PRUNE_SHARE)  # hardly any evidence: not refined
+    items, cuts = prune(items, cuts, PRUNE_SHARE)  # too little of the evidence: not refined
     if refit:
         again = []
         for j, (it, k_cuts) in enumerate(zip(items, cuts, strict=True)):
@@ -498,6 +499,22 @@ def _lines(rgba: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     if not bool(np.all(sub[..., 3] == 255)):
         f[..., :3] *= f[..., 3:4] * (1.0 / 255.0)
     return f
+
+
+def quick_period(ev: Evidence) -> float | None:
+    """A cheap guess of the larger of the two axes' periods: the strongest peak of each
+    axis' harmonic spectrum (None without evidence). Used to skip a fit at half size that
+    could only find cells too small for it; a harmonic guess only costs that time."""
+    out = []
+    for p, n in ((ev.px, ev.width), (ev.py, ev.height)):
+        e, _ = normalise(p)
+        lo, hi = evidence_span(e)
+        if float(e.max()) <= 0:
+            continue
+        c = spectrum_candidates(e, lo, hi, MIN_PERIOD, max(MIN_PERIOD * 1.01, max(hi - lo, n * 0.5) / MIN_CELLS), 1)
+        if c:
+            out.append(c[0])
+    return max(out) if out else None
 
 
 def fit_axes(rgba: np.ndarray, size: tuple[int, int] | None = None, exact: bool = False,
