@@ -416,9 +416,10 @@ def axis_fit(st: AxisState, at: np.ndarray, target: int | None, exact: bool) -> 
     """Count the chosen hypothesis' cells and say how sure that count is.
 
     Confidence is the lowest of: the edge cells' distance from the counting threshold
-    (a cell showing 0.38 or 0.42 of itself could go either way), the margin to the best
-    competing hypothesis of another period class that explains nearly as much, and the
-    amount of evidence (a lattice seen on fewer than 3 cells is a guess)."""
+    (a cell showing 0.38 or 0.42 of itself could go either way), the margin to a competing
+    hypothesis of about the same cell size but another count that explains nearly as much
+    of the evidence, and the amount of evidence (a lattice seen on fewer than 3 cells, or
+    explaining little of the evidence, is a guess)."""
     n = st.size
     h = st.choice
     if h is None:  # no edge stands out of the noise: one cell, or the target count
