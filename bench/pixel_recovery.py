@@ -1,17 +1,24 @@
 """Pixel-grid recovery benchmark: our engine side by side with the open tools.
 
     .venv-bench/bin/python bench/pixel_recovery.py                    # dev set, ours + installed peers
-    .venv-bench/bin/python bench/pixel_recovery.py --methods ours     # only our engine
+    .venv-bench/bin/python bench/pixel_recovery.py --methods dgx_pixels  # only our engine
+    .venv-bench/bin/python bench/pixel_recovery.py --dataset ../shared/bench/pixel-dev-hard \
+        --methods dgx_pixels perfect_pixel --split even                # the hard set, one half
     .venv-bench/bin/python bench/pixel_recovery.py --pairs DIR        # any folder with in/ and gt/
     .venv-bench/bin/python bench/pixel_recovery.py --table bench/results/pixel_recovery.json
 
 The metrics are the official scorer's (`score.py` of the dev set, imported from
---dataset, not copied): exact size %, pixel accuracy (CIEDE2000 < 8 per truth pixel,
-alpha included), strict accuracy (0 when the size is wrong), palette-count error and
-median seconds per image. Peers (proper-pixel-art, unfake, ai2pixelart) run through the
-scorer's own worker processes when they are installed in the interpreter running this
-script; our engine runs in-process, timed the same way (image loaded and package imported
-before the clock starts). Results go to bench/results/pixel_recovery.json.
+--dataset, or from the dev set next to it when --dataset has none, e.g. the hard set;
+not copied): exact size %, pixel accuracy (CIEDE2000 < 8 per truth pixel, alpha
+included), strict accuracy (0 when the size is wrong), palette-count error and median
+seconds per image (the timing table adds the 95th percentile). Peers (proper-pixel-art,
+unfake, ai2pixelart, perfect-pixel, pixel-snapper) run through the scorer's own worker
+processes when they are installed in the interpreter running this script; our engine
+runs in-process, timed the same way (image loaded and package imported before the clock
+starts). Results go to bench/results/pixel_recovery.json.
+
+--split even|odd: only the cases at even (odd) positions of the manifest: tune on one
+half, report the other (held out).
 
 --pairs DIR: DIR/in/<stem>.* are inputs, DIR/gt/<stem>.png the truths. An RGB input is
 scored as a flat-background case with the background colour taken from its border.
@@ -35,16 +42,27 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 OURS = "dgx_pixels"
-PEERS = ["proper_pixel_art", "unfake", "ai2pixelart"]
+PEERS = ["proper_pixel_art", "unfake", "ai2pixelart", "perfect_pixel", "pixel_snapper"]
+DEV_SET = REPO / ".." / "shared" / "bench" / "pixel-dev"
 
 
 def load_scorer(dataset: Path):
-    """Import the official score.py of the dataset as module `score` (workers re-import it)."""
-    path = dataset / "score.py"
-    if not path.is_file():
-        sys.exit(f"no score.py in {dataset}: pass --dataset (the dev set folder)")
-    sys.path.insert(0, str(dataset))
-    return importlib.import_module("score")
+    """Import the official score.py as module `score` (workers re-import it): the dataset's
+    own, else the dev set's (the hard set is scored by the dev set's scorer)."""
+    for folder in (dataset, DEV_SET.resolve()):
+        if (folder / "score.py").is_file():
+            sys.path.insert(0, str(folder))
+            return importlib.import_module("score")
+    sys.exit(f"no score.py in {dataset} or {DEV_SET}: pass --dataset (the dev set folder)")
+
+
+def timing_table(results: list[dict]) -> str:
+    """Median and 95th percentile of the seconds per image of every method."""
+    lines = ["| method | n | s/img median | s/img p95 |", "|---|---|---|---|"]
+    for r in results:
+        t = np.array([row["seconds"] for row in r["cases"] if row.get("error") is None] or [np.nan])
+        lines.append(f"| {r['method']} | {len(r['cases'])} | {np.median(t):.3f} | {np.percentile(t, 95):.3f} |")
+    return "\n".join(lines)
 
 
 def pairs_manifest(pairs: Path) -> dict:
@@ -141,17 +159,19 @@ def print_tables(score, results: list[dict]) -> None:
     if all(r.get("breakdown") for r in results):
         print("\nsize_ok % / mean pixel acc per subset:\n" + score.breakdown_table(results))
     print("\noutput size vs truth (cases):\n" + score.size_class_table(results))
+    print("\ntimes (s/img, this run's machine):\n" + timing_table(results))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="../shared/bench/pixel-dev",
-                    help="dev set folder with manifest.json and score.py (relative to the repo root)")
+                    help="dataset folder with manifest.json (relative to the repo root): the dev set or the hard set")
     ap.add_argument("--pairs", help="score on a folder with in/ and gt/ instead of the dev set")
     ap.add_argument("--methods", nargs="*", default=None,
                     help=f"any of {OURS} {' '.join(PEERS)} (default: ours + every installed peer)")
     ap.add_argument("--ids", nargs="*", help="only these case ids")
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--split", choices=["even", "odd"], help="only the cases at even / odd manifest positions")
     ap.add_argument("--jobs", type=int, default=1, help="peer images in parallel (default 1)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per peer image")
     ap.add_argument("--out", default=str(REPO / "bench/results/pixel_recovery.json"), help="results JSON")
@@ -159,6 +179,8 @@ def main() -> None:
     ap.add_argument("--table", metavar="JSON", help="only re-print the tables of a saved results JSON")
     ap.add_argument("--reuse", metavar="JSON", help="take the results of methods found in this saved JSON "
                     "(e.g. a long peer run) instead of running them again")
+    ap.add_argument("--fresh", nargs="*", default=[], help="methods to run even when --reuse holds them "
+                    "(e.g. perfect_pixel, whose time is compared with ours in the same run)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -182,6 +204,12 @@ def main() -> None:
         if m in PEERS and not score.installed(m):
             sys.exit(f"{m} is not installed in this interpreter: pip install {score.PEER_PACKAGES[m]}")
     ids = set(args.ids) if args.ids else None
+    if args.limit:
+        first = [c["id"] for c in manifest["cases"] if not ids or c["id"] in ids][: args.limit]
+        ids = set(first)
+    if args.split:
+        half = [c["id"] for i, c in enumerate(manifest["cases"]) if i % 2 == (0 if args.split == "even" else 1)]
+        ids = set(half) & ids if ids else set(half)
     save_dir = Path(args.save_outputs) if args.save_outputs else None
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -189,13 +217,19 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     reused = {}
     if args.reuse:
-        reused = {r["method"]: r for r in json.loads(Path(args.reuse).read_text())["results"]}
+        reused = {r["method"]: r for r in json.loads(Path(args.reuse).read_text())["results"]
+                  if r["method"] not in args.fresh}
     results = []
     for m in methods:
         print(f"== {m}", flush=True)
         if m in reused:
             print(f"   (results reused from {args.reuse})")
-            results.append(reused[m])
+            r = dict(reused[m])
+            if ids:  # the same cases as this run
+                r["cases"] = [row for row in r["cases"] if row["id"] in ids]
+                r["summary"] = score.summarise(r["cases"])
+                r["breakdown"] = safe_breakdown(score, r["cases"], {c["id"]: c for c in manifest["cases"]})
+            results.append(r)
         elif m == OURS:
             results.append(run_ours(score, manifest, data, ids, args.limit, args.quiet, save_dir))
         else:

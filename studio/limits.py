@@ -21,6 +21,7 @@ MIN_STRENGTH, MAX_STRENGTH = 0.05, 0.95  # img2img: close .. far from the start 
 
 # -- sprites, sheets, tiles ---------------------------------------------------------------------------------
 MAX_SPRITE_SIDE = 1024  # a native sprite; above this it is not pixel art
+MAX_CELL_PX = 4096.0  # a forced cell size (input px per art pixel)
 MIN_FRAME_SIDE, MAX_FRAME_SIDE = 4, 512  # one animation frame, native px
 MIN_FRAMES, MAX_FRAMES = 2, 8  # frames in one generated animation
 MIN_FPS, MAX_FPS = 1.0, 50.0  # a GIF cannot show frames faster

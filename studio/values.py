@@ -65,6 +65,20 @@ def parse_size(value: Any, what: str, lo: int = 1, hi: int | None = None) -> tup
     return w, h
 
 
+def parse_pair(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    """(a, b) numbers from "32x32", "32.5,32", [32, 32], (5, 0) or one number (both the same): a cell size or
+    an offset in input pixels, which need not be whole."""
+    if isinstance(value, str):
+        value = value.lower().replace(" ", "").replace("x", ",").split(",")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ParamsError(f"{what} must be a pair of numbers (w, h), got {value!r}") from None
+    return parse_float(a, what, lo, hi), parse_float(b, what, lo, hi)
+
+
 def parse_optional_size(value: Any, what: str, lo: int = 1, hi: int | None = None) -> tuple[int, int] | None:
     """A size, or None for blank: None, "" and "auto" (the UI's and CLI's way of saying 'detect it')."""
     if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):

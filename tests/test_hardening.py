@@ -132,7 +132,7 @@ def test_preview_scale_and_sizes_are_bounded(tmp_path, capsys):
     ({"kind": "generate", "params": {"prompt": "x", "steps": True}}, "steps"),
     ({"kind": "generate", "params": {"prompt": "x", "count": 2.7}}, "count"),
     ({"kind": "generate", "params": {"prompt": "x"}, "priority": 1}, "unknown field"),
-    ({"kind": "generate", "params": {"prompt": "x", "sampler": "dpm"}}, "unknown parameter"),
+    ({"kind": "generate", "params": {"prompt": "x", "hires_fix": True}}, "unknown parameter"),
     ({"kind": "variation", "params": {"prompt": "x"}, "init": "nope.png", "strength": "lots"}, "strength"),
     ([1, 2], "kind"),
     ("text", "kind"),

@@ -2,11 +2,12 @@
 
 Pipeline (each step lives in its own module):
 1. `io`: load and validate -> RGBA uint8.
-2. `grid`: recover the lattice (cell size per axis, phase, drift) -> native size.
-3. sample the central half of every cell; alpha by majority.
-4. `palette`: a palette from the cell colours (auto / N / named / file / given), then a
-   vote per cell: every sampled pixel is snapped to the palette and the most common
-   entry wins (robust to blur and JPEG at small cells).
+2. `grid` / `lattice` / `evidence`: recover the lattice (boundaries that may drift and
+   bend, per axis) -> native size, with a confidence; or the user's size / cell / offset.
+3. `cells`: sample the central 60 % of every cell along the bent lattice; alpha by
+   majority, colour by a robust vote (specks and anti-aliased borders never win).
+4. `shading` + `palette`: the render's smooth light field is removed, a palette is built
+   from the cell colours (auto / N / named / file / given) and every cell snaps to it.
 5. `background`: transparent background (auto / keep / #hex).
 6. `cleanup`: strays, outline, crop and canvas.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +25,17 @@ from PIL import Image
 
 from studio import limits
 from studio.files import save_png
-from studio.values import parse_colors, parse_int, parse_optional_size
+from studio.values import parse_colors, parse_int, parse_optional_size, parse_pair
 
 from . import background as bg
 from . import cleanup
+from .cells import MIN_STEP_SHARE, cell_colours, step_share
 from .color import nearest_index, parse_hex, rgb_to_oklab
-from .grid import Grid, detect_grid, sample_cells
+from .exact import exact_lattice
+from .grid import Grid, detect_grid, draw_lattice, sample_cells
 from .io import PixelImageError, load_frames, load_rgba, to_pil
 from .palette import apply_palette, build_palette, load_palette, palette_from_images
+from .shading import deshade
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
@@ -52,6 +55,8 @@ class PixelParams:
     outline: str | None = None  # "#rrggbb" or None
     crop: bool = False
     canvas: tuple[int, int] | None = None  # pad to this canvas after crop
+    cell: tuple[float, float] | None = None  # force the cell size (w, h) in input px
+    offset: tuple[float, float] | None = None  # force a cell boundary at (x, y) input px (needs cell)
 
     def __post_init__(self) -> None:
         top = limits.MAX_SPRITE_SIDE
@@ -87,6 +92,19 @@ class PixelParams:
         for name in ("keep_holes", "remove_strays", "crop"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._check_lattice_override()
+
+    def _check_lattice_override(self) -> None:
+        """cell: a pair of numbers >= 1 (or one number, square cells); offset: a pair of
+        finite numbers, only with cell; neither together with an exact size."""
+        if self.cell is not None:
+            object.__setattr__(self, "cell", parse_pair(self.cell, "cell", 1.0, limits.MAX_CELL_PX))
+        if self.offset is not None:
+            object.__setattr__(self, "offset", parse_pair(self.offset, "offset"))
+        if self.offset is not None and self.cell is None:
+            raise ValueError("offset needs a cell size (e.g. cell=(32, 32), offset=(5, 0))")
+        if self.cell is not None and self.size_mode == "exact":
+            raise ValueError("give either an exact size or a cell size, not both")
 
     @classmethod
     def from_user(cls, size=None, colors=None, palette=None, background=None, outline=None, **rest) -> PixelParams:
@@ -108,7 +126,7 @@ class PixelParams:
     def to_dict(self) -> dict:
         """JSON-safe dict (tuples become lists)."""
         d = asdict(self)
-        for k in ("size", "canvas"):
+        for k in ("size", "canvas", "cell", "offset"):
             d[k] = list(d[k]) if d[k] is not None else None
         return json.loads(json.dumps(d))
 
@@ -135,6 +153,9 @@ class PixelResult:
     background: tuple[int, int, int] | None = None  # colour made transparent, if any
     native_input: bool = False  # the input already was clean native pixel art
     info: dict = field(default_factory=dict)
+    lattice: Grid | None = None  # the fitted lattice (cell boundaries, bent per strip)
+    confidence: float = 1.0  # 0..1: how sure the grid (its size) is
+    note: str | None = None  # a sentence when the confidence is low ("grid uncertain: 31 or 32 columns")
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,31 +173,67 @@ class _Cells:
     source: np.ndarray | None = None  # the input (kept for the background decision)
     bg_done: bool = False
     bg_removed: tuple[int, int, int] | None = None
+    confidence: float | None = None  # overrides the grid's when the cells say more
+    note: str | None = None
+    flat: np.ndarray | None = None  # (ny, nx, 3) colours without the render's light field
 
 
 def _recover_cells(rgba: np.ndarray, params: PixelParams, grid: Grid | None = None) -> _Cells:
     if grid is None:
-        grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact")
-    native = grid.cell == (1.0, 1.0) and params.size is None
-    samples = sample_cells(rgba, grid)
-    ny, nx = samples.shape[:2]
-    flat = samples.reshape(ny, nx, -1, 4)
-    opaque = np.median(flat[..., 3], axis=-1) >= 128
-    # colour from the opaque samples only: transparent ones are set to NaN and ignored
-    rgb = flat[..., :3].astype(np.float64)
-    rgb[flat[..., 3] < 128] = np.nan
-    with warnings.catch_warnings():  # all-NaN (fully transparent) cells are expected
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(rgb, axis=2)
-    med = np.nan_to_num(med, nan=0.0)
-    return _Cells(grid, samples, opaque, np.clip(np.round(med), 0, 255).astype(np.uint8), native, rgba)
+        cell, offset = params.cell, params.offset
+        if params.size is None and cell is None and (found := exact_lattice(rgba)):
+            k, phase = found  # an exact integer enlargement holds its lattice: no estimate needed
+            cell, offset = (float(k), float(k)), (float(phase[0]), float(phase[1]))
+        grid = detect_grid(rgba, params.size, exact=params.size_mode == "exact", cell=cell, offset=offset)
+    native = grid.cell == (1.0, 1.0) and params.size is None and params.cell is None
+    samples = sample_cells(rgba, grid, max_samples=6, interior=1.0 if native else 0.6)
+    opaque, colour = cell_colours(samples)  # robust to anti-aliased borders and specks
+    cells = _Cells(grid, samples, opaque, colour, native, rgba)
+    if not native and params.cell is None and params.size_mode != "exact" and min(opaque.shape) > 1:
+        share = step_share(opaque, colour)
+        if share < MIN_STEP_SHARE:  # banding or noise, not flat cells with clear steps
+            cells.confidence = min(grid.confidence, share / MIN_STEP_SHARE)
+            cells.note = (f"no clear pixel grid: only {100 * share:.0f} % of neighbouring cells differ by a clear "
+                          "colour step" + (f"; {grid.note}" if grid.note else ""))
+    return cells
+
+
+def _dedupe_rows(a: np.ndarray) -> np.ndarray:
+    _, first = np.unique(a, axis=0, return_index=True)
+    return a[np.sort(first)]
+
+
+def _quick_palette(cols: np.ndarray, n_colors: int | None, step: int = 4) -> np.ndarray:
+    """Palette of cell colours: clustered on colours rounded to `step` levels (shading and noise
+    make every cell distinct; clustering thousands of near-duplicates is slow), then every
+    entry takes back the most common real colour that rounds to it."""
+    q = (cols // step) * step + step // 2
+    pal = build_palette(q, n_colors=n_colors)
+    key = (cols[:, 0].astype(np.uint32) << 16) | (cols[:, 1].astype(np.uint32) << 8) | cols[:, 2]
+    uk, cnt = np.unique(key, return_counts=True)
+    uq = np.stack([(uk >> 16) & 255, (uk >> 8) & 255, uk & 255], axis=1).astype(np.uint8)
+    uqq = (uq // step) * step + step // 2
+    out = []
+    for entry in pal:
+        m = np.nonzero(np.all(uqq == entry, axis=1))[0]
+        out.append(uq[m[np.argmax(cnt[m])]] if m.size else entry)
+    return _dedupe_rows(np.array(out, np.uint8).reshape(-1, 3))
+
+
+def _flat_colours(cells: _Cells) -> np.ndarray:
+    """The cell colours with the render's smooth light field removed (computed once)."""
+    if cells.flat is None:
+        cols = cells.median[cells.opaque]
+        first = _quick_palette(cols, None, 8) if len(cols) else np.zeros((0, 3), np.uint8)
+        cells.flat = deshade(cells.median, cells.opaque, first)
+    return cells.flat
 
 
 def _cell_palette(cells: _Cells, params: PixelParams) -> np.ndarray:
-    cols = cells.median[cells.opaque]
+    cols = _flat_colours(cells)[cells.opaque]
     if len(cols) == 0:
         return np.zeros((0, 3), np.uint8)
-    return build_palette(cols, n_colors=params.colors)
+    return _quick_palette(cols, params.colors)
 
 
 def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int] | None:
@@ -195,22 +252,11 @@ def _apply_background(cells: _Cells, params: PixelParams) -> tuple[int, int, int
 
 
 def _vote(cells: _Cells, palette: np.ndarray) -> np.ndarray:
-    """Per cell, the palette entry most of its (opaque) sampled pixels are nearest to."""
+    """Every cell's robust colour snapped to its nearest palette entry (OKLab): shading,
+    jitter and texture fold back onto the art's few colours."""
     ny, nx = cells.opaque.shape
-    flat = cells.samples.reshape(ny * nx, -1, 4)
-    k = len(palette)
-    packed = (flat[..., 0].astype(np.uint32) << 16) | (flat[..., 1].astype(np.uint32) << 8) | flat[..., 2]
-    uniq, inv = np.unique(packed.ravel(), return_inverse=True)  # lookups per distinct colour only
-    urgb = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1).astype(np.uint8)
-    idx = nearest_index(rgb_to_oklab(urgb), rgb_to_oklab(palette))[inv.reshape(-1)].reshape(packed.shape)
-    weight = (flat[..., 3] >= 128).astype(np.float64)
-    counts = np.zeros((ny * nx, k))
-    rows = np.repeat(np.arange(ny * nx), idx.shape[1])
-    np.add.at(counts, (rows, idx.ravel()), weight.ravel())
-    # ties (and cells whose samples are all transparent) fall back to the median colour
-    fallback = nearest_index(rgb_to_oklab(cells.median.reshape(-1, 3)), rgb_to_oklab(palette))
-    counts[np.arange(ny * nx), fallback] += 0.5
-    return palette[np.argmax(counts, axis=1)].reshape(ny, nx, 3)
+    idx = nearest_index(rgb_to_oklab(_flat_colours(cells).reshape(-1, 3)), rgb_to_oklab(palette))
+    return palette[idx].reshape(ny, nx, 3)
 
 
 def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> PixelResult:
@@ -232,7 +278,7 @@ def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> P
             pass
         elif params.dither == "bayer":
             tmp = out.copy()
-            tmp[..., :3] = cells.median
+            tmp[..., :3] = _flat_colours(cells)
             out[..., :3] = apply_palette(tmp, pal, "bayer")[..., :3]
         else:
             out[..., :3] = _vote(cells, pal)
@@ -254,7 +300,12 @@ def _finish(cells: _Cells, params: PixelParams, palette: np.ndarray | None) -> P
         palette=used.astype(np.uint8),
         background=removed,
         native_input=cells.native,
-        info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase))},
+        info={"phase": (float(cells.grid.x.phase), float(cells.grid.y.phase)),
+              "confidence": float(cells.grid.confidence if cells.confidence is None else cells.confidence),
+              "alternatives": dict(cells.grid.alternatives)},
+        lattice=cells.grid,
+        confidence=float(cells.grid.confidence if cells.confidence is None else cells.confidence),
+        note=cells.grid.note if cells.note is None else cells.note,
     )
 
 
@@ -410,7 +461,7 @@ def shared_palette_from_cells(cells: list[_Cells], params: PixelParams,
                               n_colors: int | None = None) -> np.ndarray:
     for c in cells:  # background cells must not take palette entries
         _apply_background(c, params)
-    cols = [c.median[c.opaque] for c in cells]
+    cols = [_flat_colours(c)[c.opaque] for c in cells]
     cols = [c for c in cols if len(c)]
     if not cols:
         return np.zeros((0, 3), np.uint8)
@@ -425,7 +476,17 @@ def shared_palette(images: list[Image.Image | np.ndarray | str | os.PathLike], p
     return shared_palette_from_cells(cells, params, n_colors if n_colors is not None else params.colors)
 
 
+def lattice_overlay(image: Image.Image | np.ndarray | str | os.PathLike, result: PixelResult | Grid,
+                    colour: tuple[int, int, int, int] = (255, 0, 255, 200), width: int = 1) -> Image.Image:
+    """The input image with the lattice that `pixelate` fitted drawn over it (RGBA), so a UI
+    can show where the engine put the cell boundaries (bent lines included)."""
+    grid = result.lattice if isinstance(result, PixelResult) else result
+    if grid is None:
+        raise ValueError("the result carries no lattice")
+    return draw_lattice(to_pil(load_rgba(image)), grid, colour, width)
+
+
 __all__ = [
     "FolderItem", "PixelParams", "PixelResult", "pixelate", "pixelate_file", "pixelate_folder", "pixelate_frames",
-    "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images",
+    "upscale_nearest", "shared_palette", "palette_from_images", "preview_path", "list_images", "lattice_overlay",
 ]

@@ -3,7 +3,9 @@
 The order matters and follows how pixel art is really stored:
 1. an EXACT integer nearest-neighbour enlargement (x2 .. x16 exports, every k x k block one colour) is read
    back exactly, without the lattice search, which can misread small sprites with large flat areas;
-2. an image that already is clean native pixel art is its own native sprite, unchanged;
+2. an image that already is clean native pixel art is its own native sprite, unchanged; so is a clean image
+   (exact colours, alpha 0 or 255: nothing blurred or blended) in which the engine finds no sure grid: art
+   with large flat areas can look like a coarse grid, but a real enlargement leaves its grid in plain view;
 3. anything else (a render, a smoothed or JPEG'd upscale) goes through the engine with the background kept.
 
 `reproduces` says whether the answer can be believed: enlarging the native sprite back onto the input's
@@ -17,19 +19,11 @@ import numpy as np
 from PIL import Image
 
 from .engine import PixelParams, PixelResult, pixelate
+from .exact import exact_lattice
 from .grid import is_native
 from .io import load_rgba
 
 REPRODUCE_MAX_OFF = 0.25  # share of pixels more than 32 levels off after enlarging back
-
-
-def _axis_lattice(changes: np.ndarray) -> tuple[int, int] | None:
-    """(period, phase) of the positions where an axis' lines change, or None when nothing changes."""
-    pos = np.flatnonzero(changes) + 1
-    if not len(pos):
-        return None
-    k = int(np.gcd.reduce(np.diff(pos))) if len(pos) > 1 else int(pos[0])
-    return k, int(pos[0] % k)
 
 
 def exact_upscale(rgba: np.ndarray) -> PixelResult | None:
@@ -38,18 +32,11 @@ def exact_upscale(rgba: np.ndarray) -> PixelResult | None:
     noise, JPEG: not exact)."""
     a = np.asarray(rgba)
     h, w = a.shape[:2]
-    lat_x = _axis_lattice(np.any(a[:, 1:] != a[:, :-1], axis=(0, 2)))
-    lat_y = _axis_lattice(np.any(a[1:] != a[:-1], axis=(1, 2)))
-    if lat_x is None and lat_y is None:
-        return None  # one flat colour: no lattice to see
-    k = int(np.gcd(lat_x[0] if lat_x else 0, lat_y[0] if lat_y else 0))
-    if k < 2:
+    found = exact_lattice(a)
+    if found is None:
         return None
-    starts = []
-    for lat, n in ((lat_x, w), (lat_y, h)):
-        o = lat[1] % k if lat else 0
-        starts.append(np.unique(np.r_[0, np.arange(o, n, k)]))
-    xs, ys = starts
+    k, (ox, oy) = found
+    xs, ys = (np.unique(np.r_[0, np.arange(o, n, k)]) for o, n in ((ox, w), (oy, h)))
     phase = (float(xs[1] % k) if len(xs) > 1 else 0.0, float(ys[1] % k) if len(ys) > 1 else 0.0)
     return _result(a[np.ix_(ys, xs)].copy(), float(k), {"phase": phase, "exact": True})
 
@@ -64,6 +51,22 @@ def _result(native: np.ndarray, cell: float, info: dict) -> PixelResult:
                        grid_size=(native.shape[1], native.shape[0]), palette=used.astype(np.uint8), info=info)
 
 
+def _itself(rgba: np.ndarray) -> PixelResult:
+    result = _result(rgba.copy(), 1.0, {"phase": (0.0, 0.0), "reproduces": True})
+    result.native_input = True
+    return result
+
+
+def _clean(rgba: np.ndarray) -> bool:
+    """Exact colours: alpha only 0/255 and at most 256 colours (no blur, anti-aliasing or JPEG in it)."""
+    alpha = rgba[..., 3]
+    if not np.all((alpha == 0) | (alpha == 255)):
+        return False
+    opaque = rgba[alpha == 255][:, :3]
+    packed = (opaque[:, 0].astype(np.int32) << 16) | (opaque[:, 1].astype(np.int32) << 8) | opaque[:, 2]
+    return len(np.unique(packed)) <= 256
+
+
 def native_sprite(image) -> PixelResult:
     """The native sprite (rule in the module docstring); `info["reproduces"]` says whether to believe it."""
     rgba = load_rgba(image)
@@ -72,10 +75,10 @@ def native_sprite(image) -> PixelResult:
         exact.info["reproduces"] = True
         return exact
     if is_native(rgba):
-        result = _result(rgba.copy(), 1.0, {"phase": (0.0, 0.0), "reproduces": True})
-        result.native_input = True
-        return result
+        return _itself(rgba)
     result = pixelate(rgba, PixelParams(background="keep"))
+    if result.note and _clean(rgba):
+        return _itself(rgba)
     nat = result.image
     back = np.asarray(nat.resize((rgba.shape[1], rgba.shape[0]), Image.Resampling.NEAREST)).astype(np.int16)
     off = np.abs(back - rgba.astype(np.int16)).max(-1) > 32

@@ -223,7 +223,9 @@ def build_palette(rgb: np.ndarray, weights: np.ndarray | None = None, n_colors: 
     if len(rgb) == 0:
         return np.zeros((0, 3), np.uint8)
     w = np.ones(len(rgb)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    uniq, inv = np.unique(rgb, axis=0, return_inverse=True)
+    packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
+    keys, inv = np.unique(packed, return_inverse=True)  # 1-D unique: much faster than rows
+    uniq = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
     uw = np.bincount(inv.reshape(-1), weights=w, minlength=len(uniq))
     lab = rgb_to_oklab(uniq)
     if n_colors is not None:
@@ -258,15 +260,24 @@ def _dedupe(pal: np.ndarray) -> np.ndarray:
 
 
 def _merge_close(centres: np.ndarray, lab: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
-    """Greedily fold every centre into an earlier one closer than tol/2, then re-fit once."""
-    d = oklab_distance(centres[:, None], centres[None])
-    keep: list[int] = []
-    for i in range(len(centres)):
-        if all(d[i, j] >= 0.5 * tol for j in keep):
-            keep.append(i)
-    if len(keep) == len(centres):
-        return centres
-    return _kmeans(lab, w, centres[keep], iters=4)
+    """Greedily fold every centre into an earlier one closer than tol/2, then re-fit; repeat
+    until no two centres are that close (a re-fit of two seeds inside one spread cluster,
+    e.g. one colour under a light ramp, would pull them apart again)."""
+
+    def keep_of(c: np.ndarray) -> list[int]:
+        d = oklab_distance(c[:, None], c[None])
+        keep: list[int] = []
+        for i in range(len(c)):
+            if all(d[i, j] >= 0.5 * tol for j in keep):
+                keep.append(i)
+        return keep
+
+    for _ in range(4):
+        keep = keep_of(centres)
+        if len(keep) == len(centres):
+            return centres
+        centres = _kmeans(lab, w, centres[keep], iters=4)
+    return centres[keep_of(centres)]
 
 
 def palette_from_images(images: list[np.ndarray], n_colors: int | None = None,
