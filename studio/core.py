@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.pixel import PixelParams, PixelResult, load_rgba, pixelate
+from pipelines.pixel import PixelParams, PixelResult, lattice_overlay, load_rgba, pixelate
 from pipelines.render import StepFn, default_sampler
 from pipelines.sheet import SheetSpec, generate_sheet
 from pipelines.sprite import ItemList, generate_item_batch, generate_sprites
@@ -345,7 +345,8 @@ class Studio:
     def clean_up(self, source: Path | str, pixel_params: PixelParams, source_label: str = "python",
                  owner: str | None = None) -> tuple[Path, PixelResult]:
         """Any image -> its native sprite, named `<source>-sprite-<w>x<h>.png` in a folder of its own; returns
-        (path, PixelResult). Recorded as a finished 'cleanup' job with its seconds, so it is in the history,
+        (path, PixelResult). Beside it, `lattice.png`: the input with the fitted lattice drawn over it, so a wrong
+        grid shows at a glance. Recorded as a finished 'cleanup' job with its seconds, so it is in the history,
         Metrics and exportable to Bevy like a generated sprite."""
         source = Path(source)
         job_id = uuid.uuid4().hex[:12]
@@ -353,10 +354,14 @@ class Studio:
         self.store.add_job(job_id, "cleanup", source_label, owner, params, f"clean-up of {source.name}")
         self.store.mark_job(job_id, "running")
         try:
-            result = pixelate(load_rgba(source), pixel_params)
+            rgba = load_rgba(source)
+            result = pixelate(rgba, pixel_params)
             w, h = result.image.size
             stem = re.sub(r"[^A-Za-z0-9_-]+", "-", source.stem).strip("-")[:48] or "image"
-            dst = save_png(result.image, self.settings.data_dir / "cleanup" / job_id / f"{stem}-sprite-{w}x{h}.png")
+            folder = self.settings.data_dir / "cleanup" / job_id
+            dst = save_png(result.image, folder / f"{stem}-sprite-{w}x{h}.png")
+            if result.lattice is not None:
+                save_png(lattice_overlay(rgba, result), folder / "lattice.png")
             self.store.finish_job(job_id, params, [{"id": uuid.uuid4().hex[:12], "idx": 0, "seed": 0,
                                                     "path": str(dst), "width": w, "height": h}])
         except Exception as exc:

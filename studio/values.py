@@ -70,6 +70,7 @@ def parse_pair(value: Any, what: str, lo: float | None = None, hi: float | None 
     an offset in input pixels, which need not be whole."""
     if isinstance(value, str):
         value = value.lower().replace(" ", "").replace("x", ",").split(",")
+        value = value * 2 if len(value) == 1 else value  # "32": square
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = (value, value)
     try:

@@ -8,6 +8,7 @@ the renders in `tabs/samples/`, so a newcomer on the demo model sees the engine 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
@@ -39,22 +40,37 @@ def build(app: App) -> None:
         gr.Markdown("Settings of this clean-up (0 = detect, blank = none):")
         fields = PixelFields.build("cleanup")
         with gr.Row():
+            cell = gr.Textbox(label="Force the cell size (input px per pixel, e.g. 32 or 31.5x32)", value="",
+                              elem_id="cleanup-cell")
+            offset = gr.Textbox(label="and a cell boundary at X,Y (with a cell size)", value="",
+                                elem_id="cleanup-offset")
+        with gr.Row():
             cleanup_btn = gr.Button("Clean up", variant="primary", elem_id="cleanup-btn")
         info = gr.Markdown("", elem_id="cleanup-info")
+        lattice = gr.Image(label="The grid it found, drawn over the input (a wrong grid shows here)", type="filepath",
+                           format="png", height=384, interactive=False, elem_id="cleanup-lattice", visible=False)
 
-    def clean_up(path, *values, request: gr.Request = None):
+    def clean_up(path, cell_, offset_, *values, request: gr.Request = None):
         if not path:
             raise gr.Error("upload an image first, or press 'Try a sample'")
         try:
-            out, res = studio.clean_up(path, PixelFields.params(*values), "ui", owner(request))
+            params = dataclasses.replace(PixelFields.params(*values), cell=cell_.strip() or None,
+                                         offset=offset_.strip() or None)
+            out, res = studio.clean_up(path, params, "ui", owner(request))
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         w, h = res.image.size
         text = (f"**{w}x{h} px** sprite, {len(res.palette)} colours, one pixel was ≈ {res.cell[0]:.1f}x"
                 f"{res.cell[1]:.1f} px of the input · `{out.name}`")
-        return str(out), str(out), text
+        if res.note:
+            text += f"\n\n⚠ **{res.note}**: check the grid below; force the size above, or the cell size."
+        overlay = out.with_name("lattice.png")
+        shown = gr.update(value=str(overlay), visible=True) if overlay.is_file() else gr.update(visible=False)
+        return str(out), str(out), text, shown
 
-    cleanup_btn.click(clean_up, [upload, *fields.inputs], [cleaned, download, info], api_name="pixelate")
+    inputs = [upload, cell, offset, *fields.inputs]
+    outputs = [cleaned, download, info, lattice]
+    cleanup_btn.click(clean_up, inputs, outputs, api_name="pixelate")
 
     def load_sample(name: str | None):
         found = samples()
@@ -63,4 +79,4 @@ def build(app: App) -> None:
         return str(found[name])
 
     try_sample.click(load_sample, sample, upload, api_name="sample").then(
-        clean_up, [upload, *fields.inputs], [cleaned, download, info], api_visibility="private")
+        clean_up, inputs, outputs, api_visibility="private")

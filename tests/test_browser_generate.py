@@ -97,6 +97,7 @@ def test_clean_up_a_sample_shows_it_large_and_names_the_download(page):
     assert _whole_number_scale(info) >= 6
     name = page.inner_text("#cleanup-file").replace("\n", "")
     assert "-sprite-" in name and f"{info[0]}x{info[1]}" in name
+    page.wait_for_selector("#cleanup-lattice img", timeout=10_000)  # the grid it found, over the input
 
 
 def test_clean_up_an_upload_at_a_whole_number_scale(page, tmp_path):

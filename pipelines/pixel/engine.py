@@ -121,7 +121,8 @@ class PixelParams:
         return cls(size=None if blank(size) else size, colors=None if blank(colors) else colors,
                    palette=None if blank(palette) else palette.strip(),
                    background="auto" if blank(background) else background.strip(),
-                   outline=None if blank(outline) else outline.strip(), **rest)
+                   outline=None if blank(outline) else outline.strip(),
+                   **{k: None if blank(v) else v for k, v in rest.items()})
 
     def to_dict(self) -> dict:
         """JSON-safe dict (tuples become lists)."""

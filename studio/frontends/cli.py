@@ -177,7 +177,7 @@ def _pixel_params(args: argparse.Namespace):
     return PixelParams.from_user(
         args.size, args.colors, args.palette, args.background, args.outline,
         size_mode="exact" if args.exact_size else "hint", dither=args.dither, keep_holes=not args.fill_holes,
-        remove_strays=not args.keep_strays, crop=args.crop, canvas=args.canvas,
+        remove_strays=not args.keep_strays, crop=args.crop, canvas=args.canvas, cell=args.cell, offset=args.offset,
     )
 
 
@@ -238,6 +238,9 @@ def cmd_pixelate(args: argparse.Namespace) -> int:
             res = pixelate_file(src, dst, params, preview_scale=args.preview_scale)
             w, h = res.image.size
             print(f"{dst}: {w}x{h}, {len(res.palette)} colours, cell {res.cell[0]:.2f}x{res.cell[1]:.2f} px")
+            if res.note:  # said plainly: the user can force the size or the cell
+                print(f"warning: {res.note} (force it with --size WxH --exact-size, or --cell W[xH])",
+                      file=sys.stderr)
             return 0
         from tqdm import tqdm
 
@@ -519,6 +522,8 @@ def _add_pixel_flags(p: argparse.ArgumentParser, size_flag: str = "--size") -> N
     p.add_argument("--outline", help="add a 1-px outline in this colour (#rrggbb)")
     p.add_argument("--crop", action="store_true", help="crop to the sprite")
     p.add_argument("--canvas", type=_size, help="pad to this canvas WxH (after --crop)")
+    p.add_argument("--cell", help="force the cell size in input px: W or WxH (decimals allowed)")
+    p.add_argument("--offset", help="with --cell: a cell boundary at X,Y input px")
 
 
 def build_parser() -> argparse.ArgumentParser:

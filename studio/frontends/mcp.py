@@ -197,17 +197,22 @@ def build_mcp(app: App) -> FastMCP:
         colors: Annotated[int | None, Field(description="Palette size; omit for automatic", ge=L.MIN_COLORS,
                                             le=L.MAX_COLORS)] = None,
         palette: Annotated[str | None, Field(description="Named palette or palette file")] = None,
+        cell: Annotated[str | None, Field(description="Force the cell size in input px, e.g. '32' or '31.5x32'")]
+        = None,
+        offset: Annotated[str | None, Field(description="With cell: a cell boundary at 'X,Y' input px")] = None,
     ) -> ToolResult:
-        """Clean up any image (from any generator) into an exact native-resolution sprite."""
+        """Clean up any image (from any generator) into an exact native-resolution sprite. The answer says how
+        sure the grid is (`confidence` 0..1, and a `note` when it is not: then force `size` or `cell`)."""
         with tempfile.TemporaryDirectory() as tmp:
             src = _image_input(image, Path(tmp))
             try:
-                params = PixelParams.from_user(size, colors, palette)
+                params = PixelParams.from_user(size, colors, palette, cell=cell, offset=offset)
                 out, res = studio.clean_up(src, params, source_label="mcp")
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
         w, h = res.image.size
-        info = {"path": str(out), "width": w, "height": h, "colors": len(res.palette)}
+        info = {"path": str(out), "width": w, "height": h, "colors": len(res.palette),
+                "cell": list(res.cell), "confidence": round(res.confidence, 3), "note": res.note}
         return ToolResult(content=[_png_content(out), json.dumps(info)], structured_content=info)
 
     @mcp.tool
