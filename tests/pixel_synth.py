@@ -95,20 +95,7 @@ def render(sprite: np.ndarray, cell: float | tuple[float, float] = 32.0, offset:
         a = img[..., 3:] / 255.0
         img[..., :3] = img[..., :3] + np.array(background, np.float64) * (1.0 - a)
         img[..., 3] = 255.0
-    if blur:
-        img = ndimage.gaussian_filter(img, sigma=(blur, blur, 0))
-    alpha = img[..., 3:]
-    rgb = np.where(alpha > 0, img[..., :3] * 255.0 / np.maximum(alpha, 1e-9), 0.0)
-    if noise:
-        rgb = rgb + rng.normal(0.0, noise, rgb.shape)
-    out = np.clip(np.round(np.dstack([rgb, alpha])), 0, 255).astype(np.uint8)
-    if jpeg is not None:
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(out[..., :3])).save(buf, "JPEG", quality=jpeg)
-        out[..., :3] = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    if background is not None:
-        return np.ascontiguousarray(out[..., :3])
-    return out
+    return _camera(img, background, blur, noise, jpeg, rng)
 
 
 def _warp_modes(n: int, n_other: int, drift: float, bend: float, rng: np.random.Generator) -> list[tuple]:
@@ -187,6 +174,12 @@ def render_hard(sprite: np.ndarray, cell: float = 24.0, drift: float = 0.1, bend
         a = img[..., 3:] / 255.0
         img[..., :3] += np.array(background, np.float64) * (1 - a)
         img[..., 3] = 255.0
+    return _camera(img, background, blur, noise, jpeg, rng)
+
+
+def _camera(img: np.ndarray, background, blur: float, noise: float, jpeg: int | None,
+            rng: np.random.Generator) -> np.ndarray:
+    """What follows the drawing in every render: blur, colour noise, JPEG, and RGB out on a background."""
     if blur:
         img = ndimage.gaussian_filter(img, sigma=(blur, blur, 0))
     alpha = img[..., 3:]

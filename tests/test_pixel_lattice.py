@@ -164,10 +164,21 @@ def test_confident_on_clean_art_and_the_result_carries_its_lattice() -> None:
 def test_uncertain_count_names_the_alternatives() -> None:
     """An edge cell that shows about 40 % of itself could count or not: the note says so."""
     s = make_sprite(16, 12, 5, seed=8, opaque=True)
-    im = render(s, cell=30.0, offset=(0.6 * 30.0, 0.0), seed=8)  # the first column shows 0.4 of itself
+    # the first column shows 0.4 of itself; a little blur, as renders have (an exact integer enlargement's lattice
+    # is read exactly and its edge cells kept, see test_exact_enlargements_are_read_exactly)
+    im = render(s, cell=30.0, offset=(0.6 * 30.0, 0.0), seed=8, blur=0.8)
     res = pixelate(im)
     assert res.confidence < 0.5
     assert res.note is not None and "columns" in res.note and " or " in res.note
+
+
+@pytest.mark.parametrize("k", [2, 4, 8, 16])
+def test_exact_enlargements_are_read_exactly(k: int) -> None:
+    """Small sprites with flat areas, enlarged exactly: the lattice is in plain view and never guessed."""
+    rng = np.random.default_rng(k)
+    native = (rng.integers(0, 4, (6, 5, 1)) * np.array([[[60, 40, 20]]]) + 30).astype(np.uint8)
+    res = pixelate(np.repeat(np.repeat(native, k, 0), k, 1), PixelParams(background="keep"))
+    assert res.image.size == (5, 6) and res.cell == (float(k), float(k)) and res.confidence == 1.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -197,7 +208,7 @@ def test_cell_and_offset_override() -> None:
     ("kw", "msg"),
     [
         ({"cell": (0.5, 10)}, "cell must be a number from 1 to 4096"),
-        ({"cell": "big"}, "cell must be a pair of numbers"),
+        ({"cell": "big"}, "cell must be a number"),
         ({"cell": (float("nan"), 3)}, "cell must be a number"),
         ({"offset": (3, 4)}, "offset needs a cell size"),
         ({"cell": (8, 8), "offset": (1, 2, 3)}, "offset must be a pair of numbers"),
