@@ -157,7 +157,7 @@ class Studio:
         if not [m for m in self.registry.checkpoints() if not m.demo and not m.error]:
             ensure_demo_model(settings.checkpoints_dir / DEMO_MODEL)
         self.manager = PipelineManager(self.registry, settings.device, int(settings.model_cache_gb * 2**30))
-        self.queue = JobQueue(self.store, {kind: self._run for kind in RECIPES})
+        self.queue = JobQueue(self.store, {kind: self._run for kind in RECIPES}, device=self.manager.device)
 
     def close(self) -> None:
         self.queue.shutdown()

@@ -1,4 +1,4 @@
-"""The studio's DuckDB file: jobs and images (later votes, runs, benchmarks), with versioned migrations.
+"""The studio's DuckDB file: jobs and images, votes, datasets, benchmarks, with versioned migrations.
 
 One process owns the file (DuckDB allows one writer). All access goes through one connection under one lock,
 and every multi-row change is a transaction, so a crash never leaves a job half-recorded.
@@ -87,6 +87,21 @@ MIGRATIONS: list[str] = [
         include BOOLEAN, problems JSON, PRIMARY KEY (dataset, file)
     );
     """,
+    # 4: what each job measured (the production figures), and benchmark runs: one row per measured figure, with
+    #    the context that makes figures comparable (version, model and LoRAs, device, libraries, machine)
+    """
+    ALTER TABLE jobs ADD COLUMN steps INTEGER;
+    ALTER TABLE jobs ADD COLUMN steps_per_s DOUBLE;
+    ALTER TABLE jobs ADD COLUMN peak_mem_mb DOUBLE;
+    ALTER TABLE jobs ADD COLUMN device VARCHAR;
+    CREATE TABLE benchmarks (
+        run_id VARCHAR NOT NULL, created TIMESTAMP NOT NULL, suite VARCHAR NOT NULL, benchmark VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL, value DOUBLE, unit VARCHAR, goal DOUBLE, better VARCHAR, note VARCHAR,
+        settings JSON, studio_version VARCHAR, git_commit VARCHAR, model VARCHAR, model_hash VARCHAR,
+        loras VARCHAR, device VARCHAR, dtype VARCHAR, torch VARCHAR, cuda VARCHAR, diffusers VARCHAR,
+        cpu VARCHAR, gpu VARCHAR, threads INTEGER, host VARCHAR
+    );
+    """,
 ]
 
 
@@ -171,6 +186,13 @@ class Store:
                 )
             if params is not None:
                 con.execute("UPDATE jobs SET params=? WHERE id=?", [json.dumps(params), job_id])
+
+    def record_figures(self, job_id: str, steps: int, steps_per_s: float | None, peak_mem_mb: float | None,
+                       device: str) -> None:
+        """What the queue measured while the job ran (its seconds are the status change's)."""
+        with self.transaction() as con:
+            con.execute("UPDATE jobs SET steps=?, steps_per_s=?, peak_mem_mb=?, device=? WHERE id=?",
+                        [steps, steps_per_s, peak_mem_mb, device, job_id])
 
     def finish_job(self, job_id: str, params: dict, images: list[dict]) -> None:
         """Images and the 'done' status land together or not at all."""

@@ -215,7 +215,7 @@ def page(browser, live_studio):
 # check while editing (under a minute) and the README's command still runs everything.
 SLOW_MODULES = {"test_browser", "test_browser_generate", "test_browser_compare_metrics", "test_browser_dataset_train", "test_hardening",
                 "test_fuzz", "test_training", "test_train_ui", "test_lora_trainer", "test_rest", "test_bench",
-                "test_mcp", "test_server"}
+                "test_mcp", "test_server", "test_browser_benchmarks", "test_prometheus"}
 SLOW_FIXTURES = {"live_studio"}
 
 

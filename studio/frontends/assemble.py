@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from studio.core import Studio
 from studio.features import training_runs
+from studio.features.benchmarks.run import Benchmarks
 from studio.features.compare import Arena
+from studio.features.prometheus import Exporter
 from studio.settings import Settings
 
 
 class App:
-    """The studio as the front ends see it: the core (`studio`) and the features that keep state (`arena`).
+    """The studio as the front ends see it: the core (`studio`) and the features that keep state (`arena`,
+    `benchmarks`, the `prometheus` exporter).
 
     Features without state (datasets, training runs, workflows, export) are modules of functions that take
     `app.studio`; they need no object here.
@@ -26,7 +29,10 @@ class App:
         try:
             self.arena = Arena(self.studio)
             self.studio.queue.add_runners(self.arena.runners())
+            self.benchmarks = Benchmarks(self.studio, open_app=App)  # a run measures a scratch App of its own
+            self.studio.queue.add_runners(self.benchmarks.runners())
             self.studio.queue.add_hold(lambda: training_runs.hold_reason(self.studio))
+            self.prometheus = Exporter(self.studio)
         except BaseException:
             self.studio.close()
             raise

@@ -508,6 +508,30 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """A benchmark suite on this machine, as a job of the studio (stopped: opened here); every figure is a row of
+    the `benchmarks` table in its DuckDB file. Ctrl-C cancels (what was measured is kept)."""
+    _quiet_libraries()
+    from studio.features.benchmarks.run import BenchSpec, report
+    from studio.frontends.mcp import build_mcp
+
+    app = _open_app(args)
+    if isinstance(app, int):
+        return app
+    with app:
+        app.benchmarks.mcp = build_mcp  # the MCP overhead benchmark measures the studio's own tools
+        try:
+            job = app.benchmarks.submit(BenchSpec(args.suite, args.model, args.lora or (), args.tiny), "cli")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        result = _finish(app, job, args.quiet)
+    if isinstance(result, int):
+        return result
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else report(result, app.settings.db_path))
+    return 1 if result.errors else 0
+
+
 def _add_pixel_flags(p: argparse.ArgumentParser, size_flag: str = "--size") -> None:
     p.add_argument(size_flag, dest="size", type=_size,
                    help="target sprite size WxH (a hint; --exact-size makes it binding)")
@@ -632,6 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=200, help="bootstrap rounds for the intervals")
     p.add_argument("--min-votes", type=int, default=20, help="fewer votes than this: provisional")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("bench", help="benchmark this machine; the figures go into the studio's DuckDB file")
+    p.add_argument("--suite", choices=("quick", "standard", "gpu"), default="quick")
+    p.add_argument("--model", help="checkpoint (default: the studio's; --suite gpu: random SDXL weights)")
+    p.add_argument("--lora", action="append", metavar="NAME:W", help="a LoRA to measure with (repeatable)")
+    p.add_argument("--tiny", action="store_true", help="a smoke run: 1-2 steps, one repeat of each benchmark")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the generation settings stored in a PNG")
     p.add_argument("image")

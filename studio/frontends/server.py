@@ -1,5 +1,6 @@
-"""The web studio: one FastAPI app with the Gradio UI at `/`, MCP at `/mcp/`, the jobs API at `/api/v1/` and
-health at `/api/health`, all over one assembled `App` (so one queue, one set of resident models, one DuckDB).
+"""The web studio: one FastAPI app with the Gradio UI at `/`, MCP at `/mcp/`, the jobs API at `/api/v1/`,
+Prometheus metrics at `/metrics` and health at `/api/health`, all over one assembled `App` (so one queue, one
+set of resident models, one DuckDB).
 
 The one module outside `tabs/` that imports Gradio and the tabs. Binds 127.0.0.1 unless LAN mode is asked for,
 and LAN mode refuses to start without a password.
@@ -14,13 +15,13 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from gradio.utils import get_upload_folder
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 
 from studio import limits
 from studio.frontends.assemble import App
-from studio.frontends.auth import required_token, token_file
+from studio.frontends.auth import BearerAuth, required_token, token_file
 from studio.frontends.guards import LoginThrottle, McpWithoutSlash, ServeOnlyFromCache
-from studio.frontends.mcp import mcp_asgi_app
+from studio.frontends.mcp import build_mcp, mcp_asgi_app
 from studio.frontends.rest import rest_app
 from studio.settings import Settings
 from tabs import compare as compare_tab
@@ -70,7 +71,12 @@ def create_app(app: App) -> FastAPI:
     web = FastAPI(title="DGX-Pixels Studio", lifespan=mcp_app.lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     web.router.routes.append(Mount("/mcp", app=mcp_app))  # before Gradio's catch-all mount at /
-    web.router.routes.append(Mount("/api/v1", app=rest_app(app, required_token(settings)[0])))
+    token = required_token(settings)[0]
+    web.router.routes.append(Mount("/api/v1", app=rest_app(app, token)))
+    metrics = app.prometheus.asgi()  # the same bearer token as the jobs API and MCP, when one is needed
+    web.router.routes.append(Route("/metrics", BearerAuth(metrics, token) if token else metrics,
+                                   methods=["GET", "HEAD"]))
+    app.benchmarks.mcp = build_mcp  # the MCP overhead benchmark measures this studio's own tools
     web.add_middleware(ServeOnlyFromCache, roots=[Path(get_upload_folder())])
     web.add_middleware(LoginThrottle)
     web.add_middleware(McpWithoutSlash)
